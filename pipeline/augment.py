@@ -1,0 +1,301 @@
+"""The augmentation engine: draw per-sample parameters, apply the kernels, normalise.
+
+>>> aug = Augmenter(AugmentConfig(rotation_range=20, horizontal_flip=True))
+>>> batch, params = aug.augment_batch(images, indices=range(len(images)), epoch=0, seed=42)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from pipeline import params as P
+from pipeline.config import AugmentConfig
+from pipeline.functional import color, geometry, normalize, pixel
+
+PreprocessingFunction = Callable[[np.ndarray], np.ndarray]
+
+
+class Augmenter:
+    """Applies an :class:`AugmentConfig` to batches of (N, H, W, C) images, reproducibly per sample.
+
+    Args:
+        config: the validated options.
+        output_dtype: dtype of returned batches (Keras's floatx, float32, by default). ``uint8`` is
+            accepted when no normalisation is configured and keeps the whole path in uint8.
+        preprocessing_function: Keras's per-image hook, run on the float image before ``rescale``.
+        stats: featurewise statistics from :meth:`fit` (or saved from an earlier fit).
+    """
+
+    def __init__(
+        self,
+        config: AugmentConfig | None = None,
+        *,
+        output_dtype: Any = np.float32,
+        preprocessing_function: PreprocessingFunction | None = None,
+        stats: normalize.FitStats | None = None,
+        zca_memory_limit: int = normalize.DEFAULT_ZCA_MEMORY_LIMIT,
+    ):
+        self.config = config or AugmentConfig()
+        self.output_dtype = np.dtype(output_dtype)
+        self.preprocessing_function = preprocessing_function
+        self.stats = stats
+        self.zca_memory_limit = zca_memory_limit
+        c = self.config
+        self._normalises = bool(
+            c.rescale
+            or c.samplewise_center
+            or c.samplewise_std_normalization
+            or c.needs_fit
+            or preprocessing_function
+        )
+        if self.output_dtype == np.uint8 and self._normalises:
+            raise ValueError(
+                "output_dtype uint8 cannot hold normalised values; drop rescale, samplewise/"
+                "featurewise options and preprocessing_function, or use a float output_dtype"
+            )
+        self._extras = [pixel.build_extra(e.name, e.params) for e in c.extras]
+
+    # ---- parameters ----------------------------------------------------------------------------
+    def draw(
+        self,
+        image_shape: tuple[int, ...],
+        indices: Sequence[int] | np.ndarray,
+        epoch: int = 0,
+        seed: int = 0,
+    ) -> P.BatchParams:
+        """Parameters for samples ``indices`` of ``epoch``; the same key always gives the same draw."""
+        return P.draw(self.config, image_shape, indices, epoch=epoch, seed=seed)
+
+    # ---- the batch API --------------------------------------------------------------------------
+    def augment_batch(
+        self,
+        images: np.ndarray,
+        indices: Sequence[int] | np.ndarray | None = None,
+        epoch: int = 0,
+        seed: int = 0,
+        *,
+        standardize: bool = True,
+    ) -> tuple[np.ndarray, P.BatchParams]:
+        """Augment ``images`` (N, H, W, C) as samples ``indices`` of ``epoch``; returns the batch and
+        the parameters drawn, one Keras dict per sample (``params[i]``), for replay and previews.
+        """
+        images = _as_batch(images)
+        if indices is None:
+            indices = np.arange(len(images))
+        indices = np.asarray(indices)
+        if indices.shape != (len(images),):
+            raise ValueError(
+                f"indices must give one index per image ({len(images)}), but got shape {indices.shape}"
+            )
+        params = self.draw(images.shape[1:], indices, epoch, seed)
+        batch = self.transform_batch(images, params)
+        if standardize:
+            batch = self.standardize_batch(batch)
+        return batch, params
+
+    def transform_batch(self, images: np.ndarray, params: P.BatchParams) -> np.ndarray:
+        """Geometry, Keras pixel transforms and extras for given parameters; no normalisation.
+
+        uint8 input stays uint8 until the single conversion to ``output_dtype`` at the end.
+        """
+        images = _as_batch(images)
+        c = self.config
+        n, h, w, ch = images.shape
+        cols = params.columns
+        uint8_path = images.dtype == np.uint8 and self._uint8_ok()
+        work = images if uint8_path or images.dtype in (np.float32, np.float64) else images.astype(np.float32)
+        mats = geometry.keras_matrices(
+            cols["theta"], cols["tx"], cols["ty"], cols["shear"], cols["zx"], cols["zy"],
+            cols["flip_horizontal"], cols["flip_vertical"], h, w, c.keras_shift_axes,
+        )  # fmt: skip
+        out = np.empty_like(work)
+        intensity, factor = cols["channel_shift_intensity"], cols["brightness"]
+        has_shift, has_bright = not np.isnan(intensity).all(), not np.isnan(factor).all()
+        for i in range(n):
+            geometry.warp(work[i], mats[i], c.fill_mode, c.cval, c.interpolation_order, out=out[i])
+            if has_shift or has_bright:
+                inten = None if np.isnan(intensity[i]) else float(intensity[i])
+                fac = None if np.isnan(factor[i]) else float(factor[i])
+                if uint8_path:
+                    color.apply_pixel_uint8(out[i], inten, fac)
+                else:
+                    if inten is not None:
+                        out[i] = color.channel_shift(out[i], inten)
+                    if fac is not None:
+                        out[i] = color.brightness(out[i], fac)
+        if self._extras:
+            out = self._apply_extras(out, params)
+        return out
+
+    def standardize_batch(self, batch: np.ndarray) -> np.ndarray:
+        """Convert to ``output_dtype`` once, then Keras's normalisation order."""
+        if not self._normalises:
+            return batch.astype(self.output_dtype, copy=False)
+        x = batch.astype(self.output_dtype if self.output_dtype.kind == "f" else np.float32)
+        if self.preprocessing_function is not None:
+            for i in range(len(x)):
+                x[i] = self.preprocessing_function(x[i])
+        return self._standardize(x, per_sample=True)
+
+    def _standardize(self, x: np.ndarray, per_sample: bool) -> np.ndarray:
+        c = self.config
+        if c.needs_fit and self.stats is None:
+            raise RuntimeError(
+                "featurewise_center, featurewise_std_normalization or zca_whitening is set but the "
+                "statistics were never fitted: call fit(data) first"
+            )
+        return normalize.standardize(
+            x,
+            self.stats,
+            rescale=c.rescale,
+            samplewise_center=c.samplewise_center,
+            samplewise_std_normalization=c.samplewise_std_normalization,
+            featurewise_center=c.featurewise_center,
+            featurewise_std_normalization=c.featurewise_std_normalization,
+            zca_whitening=c.zca_whitening,
+            per_sample=per_sample,
+        )
+
+    # ---- single images, Keras style --------------------------------------------------------------
+    def apply_transform(self, image: np.ndarray, transform_parameters: dict[str, Any]) -> np.ndarray:
+        """Keras's ``apply_transform(x, params)`` for one (H, W, C) image and a Keras params dict."""
+        if image.ndim != 3:
+            raise ValueError(f"apply_transform expects one (H, W, C) image, but got shape {image.shape}")
+        records = [transform_parameters]
+        params = P.BatchParams(columns=P.columns_from_dicts(records))
+        if self._extras:
+            extras = transform_parameters.get("extras")
+            if extras is None:
+                raise ValueError(
+                    "this config has extras: pass params drawn by this engine (they carry 'extras')"
+                )
+            params.extras = [extras]
+        return self.transform_batch(image[None], params)[0]
+
+    # ---- fitting ----------------------------------------------------------------------------------
+    def fit(
+        self,
+        data: np.ndarray | Iterable[np.ndarray],
+        augment: bool = False,
+        rounds: int = 1,
+        seed: int = 0,
+    ) -> normalize.FitStats:
+        """Fit featurewise statistics from an (N, H, W, C) array or an iterable of such batches.
+
+        With ``augment``, fit on ``rounds`` augmented copies (Keras's option). Returns the stats,
+        also kept on the engine for :meth:`standardize_batch`.
+        """
+        c = self.config
+        if isinstance(data, np.ndarray):
+            data = _as_batch(data)
+
+            def batches() -> Iterable[np.ndarray]:
+                yield data
+
+        else:
+
+            def batches() -> Iterable[np.ndarray]:
+                yield from (_as_batch(np.asarray(b)) for b in data)
+
+        def prepared() -> Iterable[np.ndarray]:
+            offset = 0
+            for r in range(rounds if augment else 1):
+                for b in batches():
+                    if augment:
+                        idx = np.arange(offset, offset + len(b))
+                        b, _ = self.augment_batch(b, idx, epoch=r, seed=seed, standardize=False)
+                        offset += len(b)
+                    x = b.astype(np.float32)
+                    if c.rescale:
+                        x *= np.float32(c.rescale)
+                    yield x
+                offset = 0
+
+        if isinstance(data, np.ndarray) and not augment:
+            x = data.astype(np.float32)
+            if c.rescale:
+                x *= np.float32(c.rescale)
+            self.stats = normalize.fit_array(
+                x, c.featurewise_center, c.featurewise_std_normalization, c.zca_whitening,
+                c.zca_epsilon, self.zca_memory_limit,
+            )  # fmt: skip
+        else:
+            self.stats = normalize.fit_batches(
+                prepared(), c.featurewise_center, c.featurewise_std_normalization, c.zca_whitening,
+                c.zca_epsilon, self.zca_memory_limit,
+            )  # fmt: skip
+        return self.stats
+
+    # ---- internals ---------------------------------------------------------------------------------
+    def _uint8_ok(self) -> bool:
+        c = self.config
+        if c.interpolation_order > 1:
+            return False
+        if c.fill_mode == "constant" and not (float(c.cval).is_integer() and 0 <= c.cval <= 255):
+            return False
+        return True
+
+    def _apply_extras(self, batch: np.ndarray, params: P.BatchParams) -> np.ndarray:
+        c = self.config
+        ch = batch.shape[-1]
+        for e in c.extras:
+            if pixel.needs_rgb(e.name) and ch != 3:
+                raise ValueError(
+                    f"extra {e.name!r} needs RGB images (3 channels), but got {ch} channel(s)"
+                )
+        replay = bool(params.extras)
+        keys = params.keys
+        if not replay and keys is None:
+            raise ValueError("params carry neither keys nor recorded extras to replay")
+        is_float = batch.dtype.kind == "f"
+        results: list[np.ndarray] = []
+        records: list[list[dict[str, Any]]] = []
+        for i in range(len(batch)):
+            img = batch[i]
+            if is_float:  # albumentations' float convention is [0, 1]
+                img = (img / 255.0).astype(np.float32)
+            applied: list[dict[str, Any]] = []
+            for k, (spec, transform) in enumerate(zip(c.extras, self._extras, strict=True)):
+                if replay:
+                    rec = params.extras[i][k]
+                    if not rec["applied"]:
+                        applied.append(rec)
+                        continue
+                    seed = rec["seed"]
+                else:
+                    assert keys is not None
+                    gate = P.uniform01(keys[i : i + 1], P.SLOT_EXTRAS + 2 * k)[0]
+                    seed = int(P.bits(keys[i : i + 1], P.SLOT_EXTRAS + 2 * k + 1)[0] >> np.uint64(1))
+                    if gate >= spec.p:
+                        applied.append({"name": spec.name, "applied": False, "seed": seed})
+                        continue
+                try:
+                    img, drawn = pixel.apply_extra(transform, img, seed)
+                except Exception as err:
+                    raise ValueError(
+                        f"extra {spec.name!r} failed on an image of shape {batch[i].shape}: {err}"
+                    ) from err
+                applied.append({"name": spec.name, "applied": True, "seed": seed, "params": drawn})
+            if is_float:
+                img = img.astype(batch.dtype) * batch.dtype.type(255.0)
+            results.append(img)
+            records.append(applied)
+        params.extras = records
+        shapes = {r.shape for r in results}
+        if len(shapes) > 1:
+            raise ValueError(f"extras produced images of different shapes {sorted(shapes)}")
+        return np.stack(results)
+
+
+def _as_batch(images: np.ndarray) -> np.ndarray:
+    images = np.asarray(images)
+    if images.ndim == 3:  # (N, H, W) grayscale
+        images = images[..., None]
+    if images.ndim != 4:
+        raise ValueError(f"expected images of shape (N, H, W, C) or (N, H, W), but got {images.shape}")
+    if not images.flags.c_contiguous:
+        images = np.ascontiguousarray(images)
+    return images

@@ -1,0 +1,234 @@
+"""Validated configuration: the ImageDataGenerator options under Keras's names, plus pixel extras.
+
+Validation happens once, here; everything below trusts these values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+FillMode = Literal["nearest", "reflect", "wrap", "constant"]
+FILL_MODES: tuple[str, ...] = ("nearest", "reflect", "wrap", "constant")
+
+
+class ConfigError(ValueError):
+    """A configuration value was rejected; the message names the field, the value and what is accepted."""
+
+
+def _format_validation_error(model: str, err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "(config)"
+        msg = e["msg"].removeprefix("Value error, ")
+        given = e.get("input")
+        lines.append(f"{model}.{field}: {msg} (got {given!r})")
+    return "; ".join(lines)
+
+
+class PixelTransform(BaseModel):
+    """One pixel-level extra: ``{name, params, p}``, applied after Keras's own transforms."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    p: float = Field(default=1.0, ge=0.0, le=1.0)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        from pipeline.functional.pixel import EXTRA_TRANSFORMS
+
+        if name not in EXTRA_TRANSFORMS:
+            raise ValueError(
+                f"unknown extra transform {name!r}; accepted: {', '.join(sorted(EXTRA_TRANSFORMS))}"
+            )
+        return name
+
+    @model_validator(mode="after")
+    def _params_accepted(self) -> PixelTransform:
+        from pipeline.functional.pixel import CROPS, build_extra
+
+        if self.name in CROPS and self.p != 1.0:
+            raise ValueError(
+                f"extra {self.name!r} changes the image size, so p must be 1 (got {self.p}): "
+                "every image of a batch must come out the same size"
+            )
+        build_extra(self.name, self.params)  # raises ValueError naming the bad parameter
+        return self
+
+
+def _check_range(value: float | int | list[float | int], field: str) -> None:
+    values = value if isinstance(value, list) else [value]
+    if any(v < 0 for v in values):
+        raise ValueError(f"{field} must be >= 0")
+
+
+class AugmentConfig(BaseModel):
+    """Every ``ImageDataGenerator`` option, with Keras's names, defaults and normalisation rules.
+
+    Differences from the Keras constructor: ``zoom_range`` is stored normalised as ``[low, high]``;
+    ``preprocessing_function`` and ``dtype``/``data_format`` live on the drop-in
+    :class:`pipeline.ImageDataGenerator`, not here, since a config must round-trip through YAML.
+
+    ``keras_shift_axes`` (default True) reproduces Keras's swap of the shift axes: Keras's
+    ``height_shift_range`` moves images horizontally and ``width_shift_range`` vertically, each
+    scaled by the other side's length. Set it to False for the documented meaning.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    featurewise_center: bool = False
+    samplewise_center: bool = False
+    featurewise_std_normalization: bool = False
+    samplewise_std_normalization: bool = False
+    zca_whitening: bool = False
+    zca_epsilon: float = Field(default=1e-6, gt=0)
+    rotation_range: float = 0.0
+    width_shift_range: float | int | list[float | int] = 0.0
+    height_shift_range: float | int | list[float | int] = 0.0
+    brightness_range: tuple[float, float] | None = None
+    shear_range: float = 0.0
+    zoom_range: float | tuple[float, float] = (1.0, 1.0)
+    channel_shift_range: float = 0.0
+    fill_mode: FillMode = "nearest"
+    cval: float = 0.0
+    horizontal_flip: bool = False
+    vertical_flip: bool = False
+    rescale: float | None = None
+    validation_split: float = 0.0
+    interpolation_order: int = Field(default=1, ge=0, le=5)
+    keras_shift_axes: bool = True
+    extras: list[PixelTransform] = Field(default_factory=list)
+
+    @field_validator("rotation_range", "shear_range", "channel_shift_range")
+    @classmethod
+    def _non_negative(cls, v: float, info: Any) -> float:
+        _check_range(v, info.field_name)
+        return v
+
+    @field_validator("width_shift_range", "height_shift_range", mode="before")
+    @classmethod
+    def _shift(cls, v: Any, info: Any) -> Any:
+        if isinstance(v, tuple):
+            v = list(v)
+        if isinstance(v, bool) or v is None:
+            raise ValueError(f"{info.field_name} must be a float, an int or a list of numbers")
+        if isinstance(v, list) and not v:
+            raise ValueError(f"{info.field_name} must not be an empty list")
+        if isinstance(v, list | int | float):
+            _check_range(v, info.field_name)
+        return v
+
+    @field_validator("brightness_range", mode="before")
+    @classmethod
+    def _brightness(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        if not isinstance(v, list | tuple) or len(v) != 2:
+            raise ValueError("brightness_range must be a pair [low, high] of floats, or null")
+        lo, hi = (float(x) for x in v)
+        if lo < 0 or hi < lo:
+            raise ValueError("brightness_range must satisfy 0 <= low <= high")
+        return (lo, hi)
+
+    @field_validator("zoom_range", mode="before")
+    @classmethod
+    def _zoom(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            raise ValueError("zoom_range must be a float or a pair [low, high]")
+        if isinstance(v, int | float):
+            v = (1.0 - v, 1.0 + v)
+        if not isinstance(v, list | tuple) or len(v) != 2:
+            raise ValueError("zoom_range must be a float or a pair [low, high]")
+        lo, hi = (float(x) for x in v)
+        if lo <= 0 or hi <= 0:
+            raise ValueError("zoom factors must be > 0 (a scalar zoom_range must be < 1)")
+        if hi < lo:
+            raise ValueError("zoom_range must satisfy low <= high")
+        return (lo, hi)
+
+    @field_validator("validation_split")
+    @classmethod
+    def _split(cls, v: float) -> float:
+        if v and not 0 < v < 1:
+            raise ValueError("validation_split must be strictly between 0 and 1 (or 0 for none)")
+        return v
+
+    @field_validator("rescale")
+    @classmethod
+    def _rescale(cls, v: float | None) -> float | None:
+        return v or None  # Keras treats 0 and None alike: no rescaling
+
+    @model_validator(mode="after")
+    def _keras_overrides(self) -> AugmentConfig:
+        # Keras's constructor rules, applied silently here (the drop-in warns like Keras does).
+        if self.zca_whitening:
+            object.__setattr__(self, "featurewise_center", True)
+            object.__setattr__(self, "featurewise_std_normalization", False)
+        if self.featurewise_std_normalization:
+            object.__setattr__(self, "featurewise_center", True)
+        if self.samplewise_std_normalization:
+            object.__setattr__(self, "samplewise_center", True)
+        return self
+
+    # ---- construction helpers -------------------------------------------------------------
+    @classmethod
+    def parse(cls, data: dict[str, Any] | None = None, **kwargs: Any) -> AugmentConfig:
+        """Build from a mapping and/or keyword arguments, raising :class:`ConfigError` on bad values."""
+        merged = {**(data or {}), **kwargs}
+        try:
+            return cls.model_validate(merged)
+        except ValidationError as err:
+            raise ConfigError(_format_validation_error(cls.__name__, err)) from None
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> AugmentConfig:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of option names, got {type(data).__name__}")
+        return cls.parse(data.get("augment", data))
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        text = yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    # ---- derived facts the engine uses -------------------------------------------------------
+    @property
+    def has_geometry(self) -> bool:
+        return bool(
+            self.rotation_range
+            or _nonzero(self.width_shift_range)
+            or _nonzero(self.height_shift_range)
+            or self.shear_range
+            or self.zoom_range != (1.0, 1.0)
+            or self.horizontal_flip
+            or self.vertical_flip
+        )
+
+    @property
+    def needs_fit(self) -> bool:
+        return self.featurewise_center or self.featurewise_std_normalization or self.zca_whitening
+
+
+def _nonzero(v: float | int | list[float | int]) -> bool:
+    return bool(v) if not isinstance(v, list) else len(v) > 0

@@ -1,0 +1,92 @@
+"""Pixel-level extras beyond Keras, on albumentations 2.0.8 (MIT), seeded per sample.
+
+Each extra is declared as ``{name, params, p}``; ``params`` are the keyword arguments of the
+albumentations class named in :data:`EXTRA_TRANSFORMS`, over defaults that restrict the class to the
+named effect (``hue`` is ``HueSaturationValue`` with the saturation and value shifts at zero).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+
+# albumentations checks PyPI for a newer release at import unless told not to; nothing may download.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+import albumentations as A  # noqa: E402
+
+# name -> (albumentations class, defaults that restrict it to the named effect, needs 3 channels)
+EXTRA_TRANSFORMS: dict[str, tuple[type, dict[str, Any], bool]] = {
+    "saturation": (
+        A.HueSaturationValue,
+        {"hue_shift_limit": 0, "sat_shift_limit": (-30, 30), "val_shift_limit": 0},
+        True,
+    ),
+    "hue": (
+        A.HueSaturationValue,
+        {"hue_shift_limit": (-20, 20), "sat_shift_limit": 0, "val_shift_limit": 0},
+        True,
+    ),
+    "grayscale": (A.ToGray, {"num_output_channels": 3}, True),
+    "color_jitter": (A.ColorJitter, {}, True),
+    "contrast": (A.RandomBrightnessContrast, {"brightness_limit": 0, "contrast_limit": (-0.2, 0.2)}, False),
+    "blur": (A.Blur, {"blur_limit": (3, 7)}, False),
+    "gaussian_blur": (A.GaussianBlur, {"blur_limit": (3, 7), "sigma_limit": (0.5, 3.0)}, False),
+    "median_blur": (A.MedianBlur, {"blur_limit": (3, 7)}, False),
+    "noise": (A.GaussNoise, {"std_range": (0.02, 0.1)}, False),
+    "cutout": (A.CoarseDropout, {}, False),
+    "equalize": (A.Equalize, {}, False),
+    "gamma": (A.RandomGamma, {}, False),
+    "rgb_shift": (A.RGBShift, {}, True),
+    "sharpen": (A.Sharpen, {}, False),
+    "random_crop": (A.RandomCrop, {}, False),
+    "center_crop": (A.CenterCrop, {}, False),
+}
+CROPS = frozenset({"random_crop", "center_crop"})
+
+
+def build_extra(name: str, params: dict[str, Any]) -> Any:
+    """Construct the albumentations transform for one extra; bad parameters raise ValueError."""
+    cls, defaults, _ = EXTRA_TRANSFORMS[name]
+    accepted = [p for p in inspect.signature(cls).parameters if p not in ("p", "always_apply")]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"extra {name!r} ({cls.__name__}) has no parameter {', '.join(unknown)}; "
+            f"accepted: {', '.join(accepted)}"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            transform = cls(**{**defaults, **params}, p=1.0)
+    except Exception as err:  # albumentations raises pydantic errors or warns; both are bad config
+        raise ValueError(f"extra {name!r} ({cls.__name__}) rejected {params!r}: {err}") from None
+    transform.strict = False
+    return transform
+
+
+def needs_rgb(name: str) -> bool:
+    return EXTRA_TRANSFORMS[name][2]
+
+
+def apply_extra(transform: Any, image: np.ndarray, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """Apply one extra with its own seed; returns the image and the parameters it drew."""
+    transform.set_random_seed(seed)
+    out = transform(image=image, force_apply=True)["image"]
+    return out, _plain(transform.get_applied_params())
+
+
+def _plain(params: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in params.items():
+        if k in ("shape", "image"):
+            continue
+        if isinstance(v, np.ndarray):
+            v = v.tolist() if v.size <= 16 else f"array{list(v.shape)}"
+        elif isinstance(v, np.generic):
+            v = v.item()
+        out[k] = v
+    return out
