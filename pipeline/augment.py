@@ -57,6 +57,7 @@ class Augmenter:
                 "featurewise options and preprocessing_function, or use a float output_dtype"
             )
         self._extras = [pixel.build_extra(e.name, e.params) for e in c.extras]
+        self._float_dtype = self.output_dtype if self.output_dtype.kind == "f" else np.dtype(np.float32)
 
     # ---- parameters ----------------------------------------------------------------------------
     def draw(
@@ -91,50 +92,81 @@ class Augmenter:
                 f"indices must give one index per image ({len(images)}), but got shape {indices.shape}"
             )
         params = self.draw(images.shape[1:], indices, epoch, seed)
-        batch = self.transform_batch(images, params)
-        if standardize:
-            batch = self.standardize_batch(batch)
-        return batch, params
+        if not standardize:
+            return self.transform_batch(images, params), params
+        batch = self.transform_batch(
+            images, params, dtype=self._float_dtype if self._normalises else self.output_dtype
+        )
+        return self.standardize_batch(batch), params
 
-    def transform_batch(self, images: np.ndarray, params: P.BatchParams) -> np.ndarray:
+    def transform_batch(self, images: np.ndarray, params: P.BatchParams, dtype: Any = None) -> np.ndarray:
         """Geometry, Keras pixel transforms and extras for given parameters; no normalisation.
 
-        uint8 input stays uint8 until the single conversion to ``output_dtype`` at the end.
+        uint8 input stays uint8 through every operation; each image is converted to ``dtype``
+        (default: the working dtype) once, while it is still in cache.
         """
         images = _as_batch(images)
         c = self.config
-        n, h, w, ch = images.shape
+        n, h, w, _ = images.shape
         cols = params.columns
         uint8_path = images.dtype == np.uint8 and self._uint8_ok()
-        work = images if uint8_path or images.dtype in (np.float32, np.float64) else images.astype(np.float32)
+        work = images
+        if not uint8_path and images.dtype not in (np.float32, np.float64):
+            work = images.astype(np.float32)
+        dtype = work.dtype if dtype is None else np.dtype(dtype)
         mats = geometry.keras_matrices(
             cols["theta"], cols["tx"], cols["ty"], cols["shear"], cols["zx"], cols["zy"],
             cols["flip_horizontal"], cols["flip_vertical"], h, w, c.keras_shift_axes,
         )  # fmt: skip
-        out = np.empty_like(work)
+        identity = np.all(mats == np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), axis=(1, 2))
         intensity, factor = cols["channel_shift_intensity"], cols["brightness"]
-        has_shift, has_bright = not np.isnan(intensity).all(), not np.isnan(factor).all()
+        pixel_ops = not (np.isnan(intensity).all() and np.isnan(factor).all())
+        extras = self._extras_plan(work.shape[-1], params)
+
+        # Warp straight into the output when nothing follows that changes dtype or shape;
+        # otherwise into one reused scratch image that stays in cache.
+        direct = extras is None and dtype == work.dtype
+        out = np.empty((n, *work.shape[1:]), dtype) if direct else None
+        scratch = None if direct else np.empty(work.shape[1:], work.dtype)
+        records: list[list[dict[str, Any]]] = []
         for i in range(n):
-            geometry.warp(work[i], mats[i], c.fill_mode, c.cval, c.interpolation_order, out=out[i])
-            if has_shift or has_bright:
+            dst = out[i] if out is not None and direct else scratch
+            assert dst is not None
+            if identity[i]:
+                np.copyto(dst, work[i])
+            else:
+                geometry.warp(work[i], mats[i], c.fill_mode, c.cval, c.interpolation_order, out=dst)
+            if pixel_ops:
                 inten = None if np.isnan(intensity[i]) else float(intensity[i])
                 fac = None if np.isnan(factor[i]) else float(factor[i])
                 if uint8_path:
-                    color.apply_pixel_uint8(out[i], inten, fac)
+                    color.apply_pixel_uint8(dst, inten, fac)
                 else:
                     if inten is not None:
-                        out[i] = color.channel_shift(out[i], inten)
+                        dst[...] = color.channel_shift(dst, inten)
                     if fac is not None:
-                        out[i] = color.brightness(out[i], fac)
-        if self._extras:
-            out = self._apply_extras(out, params)
+                        dst[...] = color.brightness(dst, fac)
+            if direct:
+                continue
+            img = dst
+            if extras is not None:
+                img, rec = self._apply_extras(img, i, params, extras)
+                records.append(rec)
+            if out is None:
+                out = np.empty((n, *img.shape), dtype)
+            elif img.shape != out.shape[1:]:
+                raise ValueError(f"extras produced images of different shapes {img.shape}, {out.shape[1:]}")
+            out[i] = img
+        if extras is not None:
+            params.extras = records
+        assert out is not None
         return out
 
     def standardize_batch(self, batch: np.ndarray) -> np.ndarray:
         """Convert to ``output_dtype`` once, then Keras's normalisation order."""
         if not self._normalises:
             return batch.astype(self.output_dtype, copy=False)
-        x = batch.astype(self.output_dtype if self.output_dtype.kind == "f" else np.float32)
+        x = batch.astype(self._float_dtype, copy=False)
         if self.preprocessing_function is not None:
             for i in range(len(x)):
                 x[i] = self.preprocessing_function(x[i])
@@ -238,56 +270,50 @@ class Augmenter:
             return False
         return True
 
-    def _apply_extras(self, batch: np.ndarray, params: P.BatchParams) -> np.ndarray:
-        c = self.config
-        ch = batch.shape[-1]
-        for e in c.extras:
-            if pixel.needs_rgb(e.name) and ch != 3:
+    def _extras_plan(self, channels: int, params: P.BatchParams) -> bool | None:
+        """None without extras; otherwise whether they replay recorded draws (True) or draw (False)."""
+        if not self._extras:
+            return None
+        for e in self.config.extras:
+            if pixel.needs_rgb(e.name) and channels != 3:
                 raise ValueError(
-                    f"extra {e.name!r} needs RGB images (3 channels), but got {ch} channel(s)"
+                    f"extra {e.name!r} needs RGB images (3 channels), but got {channels} channel(s)"
                 )
-        replay = bool(params.extras)
-        keys = params.keys
-        if not replay and keys is None:
-            raise ValueError("params carry neither keys nor recorded extras to replay")
-        is_float = batch.dtype.kind == "f"
-        results: list[np.ndarray] = []
-        records: list[list[dict[str, Any]]] = []
-        for i in range(len(batch)):
-            img = batch[i]
-            if is_float:  # albumentations' float convention is [0, 1]
-                img = (img / 255.0).astype(np.float32)
-            applied: list[dict[str, Any]] = []
-            for k, (spec, transform) in enumerate(zip(c.extras, self._extras, strict=True)):
-                if replay:
-                    rec = params.extras[i][k]
-                    if not rec["applied"]:
-                        applied.append(rec)
-                        continue
-                    seed = rec["seed"]
-                else:
-                    assert keys is not None
-                    gate = P.uniform01(keys[i : i + 1], P.SLOT_EXTRAS + 2 * k)[0]
-                    seed = int(P.bits(keys[i : i + 1], P.SLOT_EXTRAS + 2 * k + 1)[0] >> np.uint64(1))
-                    if gate >= spec.p:
-                        applied.append({"name": spec.name, "applied": False, "seed": seed})
-                        continue
-                try:
-                    img, drawn = pixel.apply_extra(transform, img, seed)
-                except Exception as err:
-                    raise ValueError(
-                        f"extra {spec.name!r} failed on an image of shape {batch[i].shape}: {err}"
-                    ) from err
-                applied.append({"name": spec.name, "applied": True, "seed": seed, "params": drawn})
-            if is_float:
-                img = img.astype(batch.dtype) * batch.dtype.type(255.0)
-            results.append(img)
-            records.append(applied)
-        params.extras = records
-        shapes = {r.shape for r in results}
-        if len(shapes) > 1:
-            raise ValueError(f"extras produced images of different shapes {sorted(shapes)}")
-        return np.stack(results)
+        if params.extras:
+            return True
+        if params.keys is None:
+            raise ValueError("params carry neither sample keys nor recorded extras to replay")
+        return False
+
+    def _apply_extras(
+        self, image: np.ndarray, i: int, params: P.BatchParams, replay: bool
+    ) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        is_float = image.dtype.kind == "f"
+        img = (image / 255.0).astype(np.float32) if is_float else image  # albumentations: [0, 1]
+        applied: list[dict[str, Any]] = []
+        for k, (spec, transform) in enumerate(zip(self.config.extras, self._extras, strict=True)):
+            if replay:
+                rec = params.extras[i][k]
+                if not rec["applied"]:
+                    applied.append(rec)
+                    continue
+                seed = int(rec["seed"])
+            else:
+                key = params.keys[i : i + 1]  # type: ignore[index]
+                seed = int(P.bits(key, P.SLOT_EXTRAS + 2 * k + 1)[0] >> np.uint64(1))
+                if P.uniform01(key, P.SLOT_EXTRAS + 2 * k)[0] >= spec.p:
+                    applied.append({"name": spec.name, "applied": False, "seed": seed})
+                    continue
+            try:
+                img, drawn = pixel.apply_extra(transform, img, seed)
+            except Exception as err:
+                raise ValueError(
+                    f"extra {spec.name!r} failed on an image of shape {image.shape}: {err}"
+                ) from err
+            applied.append({"name": spec.name, "applied": True, "seed": seed, "params": drawn})
+        if is_float:
+            img = img.astype(image.dtype) * image.dtype.type(255.0)
+        return img, applied
 
 
 def _as_batch(images: np.ndarray) -> np.ndarray:

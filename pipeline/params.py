@@ -72,9 +72,7 @@ def _uniform(keys: np.ndarray, slot: int, low: float, high: float) -> np.ndarray
     return low + (high - low) * uniform01(keys, slot)
 
 
-def _shift(
-    keys: np.ndarray, value_slot: int, sign_slot: int, spec: Any, side: int
-) -> np.ndarray:
+def _shift(keys: np.ndarray, value_slot: int, sign_slot: int, spec: Any, side: int) -> np.ndarray:
     """Keras's shift draw: a list picks a value, an int n picks from range(n), both times +-1;
     a float draws uniformly in [-spec, spec]. A spec whose maximum is < 1 is a fraction of ``side``.
     """
@@ -185,7 +183,5 @@ def columns_from_dicts(records: Sequence[dict[str, Any]]) -> dict[str, np.ndarra
     for k in ("flip_horizontal", "flip_vertical"):
         out[k] = np.array([bool(r.get(k, False)) for r in records])
     for k in ("channel_shift_intensity", "brightness"):
-        out[k] = np.array(
-            [np.nan if r.get(k) is None else float(r[k]) for r in records], dtype=np.float64
-        )
+        out[k] = np.array([np.nan if r.get(k) is None else float(r[k]) for r in records], dtype=np.float64)
     return out

@@ -42,9 +42,7 @@ def _pil_brightness(levels: np.ndarray, factor: float, channels: int) -> np.ndar
     return out
 
 
-def pixel_lut(
-    intensity: float | None, factor: float | None, low: int, high: int
-) -> np.ndarray:
+def pixel_lut(intensity: float | None, factor: float | None, low: int, high: int) -> np.ndarray:
     """The uint8 lookup table of channel shift then brightness, for an image spanning [low, high]."""
     lut = _LEVELS
     if intensity is not None:
@@ -56,9 +54,7 @@ def pixel_lut(
     return lut.astype(np.uint8)
 
 
-def apply_pixel_uint8(
-    image: np.ndarray, intensity: float | None, factor: float | None
-) -> np.ndarray:
+def apply_pixel_uint8(image: np.ndarray, intensity: float | None, factor: float | None) -> np.ndarray:
     """Channel shift and brightness on a uint8 (H, W, C) image, in place, with one LUT."""
     if intensity is None and factor is None:
         return image

@@ -124,9 +124,7 @@ def warp(
         cv2.remap(src, map_x, map_y, interp, dst=dst, borderMode=cv2.BORDER_REPLICATE)
         return out
     border = _BORDER.get(fill_mode, cv2.BORDER_REPLICATE)
-    cv2.warpAffine(
-        src, matrix, (w, h), dst=dst, flags=interp | cv2.WARP_INVERSE_MAP, borderMode=border
-    )
+    cv2.warpAffine(src, matrix, (w, h), dst=dst, flags=interp | cv2.WARP_INVERSE_MAP, borderMode=border)
     if fill_mode == "constant":
         # scipy gives cval exactly where the source coordinate leaves [0, N-1], and never blends.
         sx, sy = _source_coords(matrix, h, w)

@@ -32,7 +32,11 @@ EXTRA_TRANSFORMS: dict[str, tuple[type, dict[str, Any], bool]] = {
     ),
     "grayscale": (A.ToGray, {"num_output_channels": 3}, True),
     "color_jitter": (A.ColorJitter, {}, True),
-    "contrast": (A.RandomBrightnessContrast, {"brightness_limit": 0, "contrast_limit": (-0.2, 0.2)}, False),
+    "contrast": (
+        A.RandomBrightnessContrast,
+        {"brightness_limit": 0, "contrast_limit": (-0.2, 0.2)},
+        False,
+    ),
     "blur": (A.Blur, {"blur_limit": (3, 7)}, False),
     "gaussian_blur": (A.GaussianBlur, {"blur_limit": (3, 7), "sigma_limit": (0.5, 3.0)}, False),
     "median_blur": (A.MedianBlur, {"blur_limit": (3, 7)}, False),
