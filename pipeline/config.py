@@ -36,7 +36,23 @@ def _format_validation_error(model: str, err: ValidationError) -> str:
     return "; ".join(lines)
 
 
-class PixelTransform(BaseModel):
+class _Validated(BaseModel):
+    """Raises :class:`ConfigError` (one line per bad field) instead of pydantic's ValidationError."""
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as err:
+            raise ConfigError(_format_validation_error(type(self).__name__, err)) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        try:
+            super().__setattr__(name, value)
+        except ValidationError as err:
+            raise ConfigError(_format_validation_error(type(self).__name__, err)) from None
+
+
+class PixelTransform(_Validated):
     """One pixel-level extra: ``{name, params, p}``, applied after Keras's own transforms."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -75,7 +91,7 @@ def _check_range(value: float | int | list[float | int], field: str) -> None:
         raise ValueError(f"{field} must be >= 0")
 
 
-class AugmentConfig(BaseModel):
+class AugmentConfig(_Validated):
     """Every ``ImageDataGenerator`` option, with Keras's names, defaults and normalisation rules.
 
     Differences from the Keras constructor: ``zoom_range`` is stored normalised as ``[low, high]``;
@@ -127,7 +143,7 @@ class AugmentConfig(BaseModel):
             raise ValueError(f"{info.field_name} must be a float, an int or a list of numbers")
         if isinstance(v, list) and not v:
             raise ValueError(f"{info.field_name} must not be an empty list")
-        if isinstance(v, list | int | float):
+        if isinstance(v, int | float):  # a list holds choices, signed or not, as in Keras
             _check_range(v, info.field_name)
         return v
 

@@ -83,10 +83,14 @@ def _source_coords(matrix: np.ndarray, height: int, width: int) -> tuple[np.ndar
 
 
 def _wrap(coord: np.ndarray, size: int) -> np.ndarray:
-    # scipy's legacy 'wrap': period size-1, the first and last samples coincide.
+    # scipy's legacy 'wrap': period size-1, the first and last samples coincide. Coordinates
+    # inside [0, size-1] are left alone (so size-1 stays the last sample, not 0), and one that is
+    # an exact negative multiple of the period maps to size-1, as in scipy's map_coordinate.
     if size <= 1:
         return np.zeros_like(coord)
-    return np.mod(coord, size - 1)
+    period = size - 1
+    out = np.where(coord > period, coord - period * np.floor(coord / period), coord)
+    return np.where(coord < 0, coord + period * (np.floor(-coord / period) + 1), out)
 
 
 def warp(
