@@ -6,9 +6,11 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import cv2
 import numpy as np
 
 from pipeline import params as P
@@ -58,6 +60,16 @@ class Augmenter:
             )
         self._extras = [pixel.build_extra(e.name, e.params) for e in c.extras]
         self._float_dtype = self.output_dtype if self.output_dtype.kind == "f" else np.dtype(np.float32)
+        self._local = threading.local()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_local"]  # per-thread scratch buffers are not state
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
 
     # ---- parameters ----------------------------------------------------------------------------
     def draw(
@@ -102,14 +114,14 @@ class Augmenter:
     def transform_batch(self, images: np.ndarray, params: P.BatchParams, dtype: Any = None) -> np.ndarray:
         """Geometry, Keras pixel transforms and extras for given parameters; no normalisation.
 
-        uint8 input stays uint8 through every operation; each image is converted to ``dtype``
-        (default: the working dtype) once, while it is still in cache.
+        uint8 input stays uint8 through every operation and is converted to ``dtype`` (default:
+        the working dtype) once; without extras the conversion is fused into the pixel lookup table.
         """
         images = _as_batch(images)
         c = self.config
-        n, h, w, _ = images.shape
+        n, h, w, ch = images.shape
         cols = params.columns
-        uint8_path = images.dtype == np.uint8 and self._uint8_ok()
+        uint8_path = images.dtype == np.uint8
         work = images
         if not uint8_path and images.dtype not in (np.float32, np.float64):
             work = images.astype(np.float32)
@@ -120,35 +132,49 @@ class Augmenter:
         )  # fmt: skip
         identity = np.all(mats == np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), axis=(1, 2))
         intensity, factor = cols["channel_shift_intensity"], cols["brightness"]
-        pixel_ops = not (np.isnan(intensity).all() and np.isnan(factor).all())
-        extras = self._extras_plan(work.shape[-1], params)
+        has_shift, pixel_ops = (
+            ~np.isnan(intensity),
+            not np.isnan(intensity).all() or not np.isnan(factor).all(),
+        )
+        extras = self._extras_plan(ch, params)
+        lut_path = uint8_path and (pixel_ops or dtype != np.uint8)
 
-        # Warp straight into the output when nothing follows that changes dtype or shape;
-        # otherwise into one reused scratch image that stays in cache.
-        direct = extras is None and dtype == work.dtype
-        out = np.empty((n, *work.shape[1:]), dtype) if direct else None
-        scratch = None if direct else np.empty(work.shape[1:], work.dtype)
+        # Pass 1: warp. Into the output when nothing else follows, otherwise into a per-thread
+        # scratch batch whose pages stay mapped from call to call.
+        direct = not (lut_path or pixel_ops) and extras is None and dtype == work.dtype
+        warped = np.empty((n, h, w, ch), dtype) if direct else self._scratch(work.shape, work.dtype)
+        low, high = np.zeros(n), np.full(n, 255.0)
+        for i in range(n):
+            if identity[i]:
+                np.copyto(warped[i], work[i])
+            else:
+                geometry.warp(work[i], mats[i], c.fill_mode, c.cval, c.interpolation_order, out=warped[i])
+            if uint8_path and has_shift[i]:
+                low[i], high[i], _, _ = cv2.minMaxLoc(warped[i].reshape(h, -1))
+        if direct:
+            return warped
+
+        # Pass 2: Keras's pixel transforms (one lookup table per image on uint8), extras, conversion.
+        luts = None
+        if lut_path:
+            lut_dtype = np.dtype(np.uint8) if extras is not None else dtype
+            luts = color.pixel_luts(intensity, factor, low, high, ch, lut_dtype)
+        out = None
         records: list[list[dict[str, Any]]] = []
         for i in range(n):
-            dst = out[i] if out is not None and direct else scratch
-            assert dst is not None
-            if identity[i]:
-                np.copyto(dst, work[i])
-            else:
-                geometry.warp(work[i], mats[i], c.fill_mode, c.cval, c.interpolation_order, out=dst)
-            if pixel_ops:
-                inten = None if np.isnan(intensity[i]) else float(intensity[i])
-                fac = None if np.isnan(factor[i]) else float(factor[i])
-                if uint8_path:
-                    color.apply_pixel_uint8(dst, inten, fac)
-                else:
-                    if inten is not None:
-                        dst[...] = color.channel_shift(dst, inten)
-                    if fac is not None:
-                        dst[...] = color.brightness(dst, fac)
-            if direct:
-                continue
-            img = dst
+            img = warped[i]
+            if luts is not None:
+                if extras is None:
+                    if out is None:
+                        out = np.empty((n, h, w, ch), dtype)
+                    _lut(img, luts[i], out[i])
+                    continue
+                _lut(img, luts[i], img)
+            elif pixel_ops:
+                if has_shift[i]:
+                    img[...] = color.channel_shift(img, float(intensity[i]))
+                if not np.isnan(factor[i]):
+                    img[...] = color.brightness(img, float(factor[i]))
             if extras is not None:
                 img, rec = self._apply_extras(img, i, params, extras)
                 records.append(rec)
@@ -161,6 +187,15 @@ class Augmenter:
             params.extras = records
         assert out is not None
         return out
+
+    def _scratch(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        # Fresh pages cost a page fault each (about as much as the warp at 224x224); a scratch
+        # batch reused per thread (Keras's PyDataset may call from several threads) avoids that.
+        cache = getattr(self._local, "scratch", None)
+        if cache is None or cache.shape[1:] != shape[1:] or cache.dtype != dtype or len(cache) < shape[0]:
+            cache = np.empty(shape, dtype)
+            self._local.scratch = cache
+        return cache[: shape[0]]
 
     def standardize_batch(self, batch: np.ndarray) -> np.ndarray:
         """Convert to ``output_dtype`` once, then Keras's normalisation order."""
@@ -262,14 +297,6 @@ class Augmenter:
         return self.stats
 
     # ---- internals ---------------------------------------------------------------------------------
-    def _uint8_ok(self) -> bool:
-        c = self.config
-        if c.interpolation_order > 1:
-            return False
-        if c.fill_mode == "constant" and not (float(c.cval).is_integer() and 0 <= c.cval <= 255):
-            return False
-        return True
-
     def _extras_plan(self, channels: int, params: P.BatchParams) -> bool | None:
         """None without extras; otherwise whether they replay recorded draws (True) or draw (False)."""
         if not self._extras:
@@ -314,6 +341,14 @@ class Augmenter:
         if is_float:
             img = img.astype(image.dtype) * image.dtype.type(255.0)
         return img, applied
+
+
+def _lut(image: np.ndarray, table: np.ndarray, out: np.ndarray) -> None:
+    """``cv2.LUT`` on an (H, W, C) image; a float table converts the dtype in the same pass."""
+    if image.shape[-1] == 1:  # OpenCV sees (H, W, 1) as (H, W): keep the output's trailing axis
+        image, out = image[..., 0], out[..., 0]
+    table = table.reshape(1, 256, -1) if table.ndim == 2 else table.reshape(1, 256)
+    cv2.LUT(image, table, dst=out)
 
 
 def _as_batch(images: np.ndarray) -> np.ndarray:

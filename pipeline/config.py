@@ -26,11 +26,20 @@ class ConfigError(ValueError):
     """A configuration value was rejected; the message names the field, the value and what is accepted."""
 
 
-def _format_validation_error(model: str, err: ValidationError) -> str:
+def _format_validation_error(cls: type[BaseModel], err: ValidationError) -> str:
+    model = cls.__name__
     lines = []
     for e in err.errors():
         field = ".".join(str(p) for p in e["loc"]) or "(config)"
+        inner = e.get("ctx", {}).get("error")
+        if isinstance(inner, ConfigError):
+            # pydantic runs a model's own __init__ when validating it, so the ConfigError that
+            # _Validated raises comes back wrapped here: keep its message, do not format it twice.
+            lines.append(f"{model}.{field}: {inner}" if e["loc"] else str(inner))
+            continue
         msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = f"unknown option; accepted: {', '.join(cls.model_fields)}"
         given = e.get("input")
         lines.append(f"{model}.{field}: {msg} (got {given!r})")
     return "; ".join(lines)
@@ -43,13 +52,13 @@ class _Validated(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as err:
-            raise ConfigError(_format_validation_error(type(self).__name__, err)) from None
+            raise ConfigError(_format_validation_error(type(self), err)) from None
 
     def __setattr__(self, name: str, value: Any) -> None:
         try:
             super().__setattr__(name, value)
         except ValidationError as err:
-            raise ConfigError(_format_validation_error(type(self).__name__, err)) from None
+            raise ConfigError(_format_validation_error(type(self), err)) from None
 
 
 class PixelTransform(_Validated):
@@ -207,7 +216,7 @@ class AugmentConfig(_Validated):
         try:
             return cls.model_validate(merged)
         except ValidationError as err:
-            raise ConfigError(_format_validation_error(cls.__name__, err)) from None
+            raise ConfigError(_format_validation_error(cls, err)) from None
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> AugmentConfig:

@@ -25,7 +25,9 @@ _state: dict[str, Any] = {}
 
 
 def _shared_dir() -> str:
-    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+    return (
+        "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+    )
 
 
 def _init_worker(augmenter: Augmenter) -> None:
@@ -36,15 +38,16 @@ def _init_worker(augmenter: Augmenter) -> None:
     _state["maps"] = {}
 
 
-def _open(job: dict[str, Any]) -> tuple[np.memmap, np.memmap]:
+def _open(job: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     maps = _state.setdefault("maps", {})
-    if job["src"] not in maps:
-        maps.clear()  # one job at a time: drop the previous job's files
-        maps[job["src"]] = (
-            np.memmap(job["src"], dtype=job["src_dtype"], mode="r", shape=job["src_shape"]),
-            np.memmap(job["dst"], dtype=job["dst_dtype"], mode="r+", shape=job["dst_shape"]),
-        )
-    return maps[job["src"]]
+    key = (job["src"], job["dst"])
+    if key not in maps:
+        maps.clear()  # one job at a time: drop the previous job's mappings
+        src = np.memmap(job["src"], dtype=job["src_dtype"], mode="r", offset=job["src_offset"],
+                        shape=job["src_shape"])  # fmt: skip
+        dst = np.memmap(job["dst"], dtype=job["dst_dtype"], mode="r+", shape=job["dst_shape"])
+        maps[key] = (src, dst)
+    return maps[key]
 
 
 def _run_chunk(job: dict[str, Any], start: int, stop: int, indices: np.ndarray) -> None:
@@ -53,6 +56,15 @@ def _run_chunk(job: dict[str, Any], start: int, stop: int, indices: np.ndarray) 
         np.asarray(src[start:stop]), indices, epoch=job["epoch"], seed=job["seed"]
     )
     dst[start:stop] = batch
+
+
+def _file_offset(view: np.memmap) -> int:
+    """Byte offset in its file of a (possibly sliced) memmap's first element."""
+    root = view
+    while isinstance(root.base, np.memmap):
+        root = root.base
+    address = view.__array_interface__["data"][0] - root.__array_interface__["data"][0]
+    return int(root.offset) + address
 
 
 class AugmentPool:
@@ -70,10 +82,18 @@ class AugmentPool:
         self.augmenter = augmenter
         self.workers = workers
         self._pool = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._src: np.memmap | None = None
         if workers > 1:
-            method = start_method or ("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+            # Forking a process whose libraries already run threads (TensorFlow, OpenCV's pool,
+            # BLAS) can deadlock the child; a fork server forks from a clean, single-threaded
+            # process that has imported only the engine.
+            method = start_method or ("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
             ctx = mp.get_context(method)
+            if method == "forkserver":
+                ctx.set_forkserver_preload(["pipeline.workers"])
             self._pool = ctx.Pool(workers, initializer=_init_worker, initargs=(augmenter,))
+            self._tmp = tempfile.TemporaryDirectory(dir=_shared_dir(), prefix="augpipe-")
 
     def map(
         self,
@@ -104,30 +124,56 @@ class AugmentPool:
                 out[start : start + len(batch)] = batch
             assert out is not None
             return out
+        assert self._tmp is not None
+        src_path, src_offset = self._share_input(images)
         probe, _ = self.augmenter.augment_batch(images[:1], idx[:1], epoch, seed)
-        with tempfile.TemporaryDirectory(dir=_shared_dir(), prefix="augpipe-") as tmp:
-            src_path, dst_path = str(Path(tmp) / "src"), str(Path(tmp) / "dst")
-            src = np.memmap(src_path, dtype=images.dtype, mode="w+", shape=images.shape)
-            src[:] = images
-            src.flush()
-            dst_shape = (n, *probe.shape[1:])
+        dst_shape = (n, *probe.shape[1:])
+        # A fresh result file per call: the caller owns the returned array. Its pages are first
+        # touched by the workers, in parallel; the file is unlinked once mapped here.
+        fd, dst_path = tempfile.mkstemp(dir=self._tmp.name, prefix="out-")
+        os.close(fd)
+        try:
             dst = np.memmap(dst_path, dtype=probe.dtype, mode="w+", shape=dst_shape)
             job = {
-                "src": src_path, "src_dtype": images.dtype.str, "src_shape": images.shape,
-                "dst": dst_path, "dst_dtype": probe.dtype.str, "dst_shape": dst_shape,
-                "epoch": epoch, "seed": seed,
+                "src": src_path, "src_offset": src_offset, "src_dtype": images.dtype.str,
+                "src_shape": images.shape, "dst": dst_path, "dst_dtype": probe.dtype.str,
+                "dst_shape": dst_shape, "epoch": epoch, "seed": seed,
             }  # fmt: skip
-            chunks = [(job, s, min(s + chunk_size, n), idx[s : s + chunk_size]) for s in range(0, n, chunk_size)]
+            chunks = [
+                (job, s, min(s + chunk_size, n), idx[s : s + chunk_size]) for s in range(0, n, chunk_size)
+            ]
             self._pool.starmap(_run_chunk, chunks, chunksize=1)
-            out = np.array(dst)
-            del src, dst
-        return out
+        finally:
+            os.unlink(dst_path)
+        return dst.view(np.ndarray)
+
+    def _share_input(self, images: np.ndarray) -> tuple[str, int]:
+        """Where workers read the images: the caller's own file when ``images`` is a memmap (no
+        copy), else a shared buffer reused while the shape and dtype stay the same."""
+        if isinstance(images, np.memmap) and images.filename and images.flags.c_contiguous:
+            base = images
+            while isinstance(base.base, np.memmap):
+                base = base.base
+            offset = images.offset + (
+                images.__array_interface__["data"][0] - base.__array_interface__["data"][0]
+            )
+            return str(images.filename), int(offset)
+        assert self._tmp is not None
+        if self._src is None or self._src.shape != images.shape or self._src.dtype != images.dtype:
+            path = str(Path(self._tmp.name) / "src")
+            self._src = np.memmap(path, dtype=images.dtype, mode="w+", shape=images.shape)
+        self._src[:] = images
+        return str(self._src.filename), 0
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.close()
             self._pool.join()
             self._pool = None
+        self._src = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
 
     def __enter__(self) -> AugmentPool:
         return self

@@ -86,3 +86,19 @@ def test_pool_rejects_bad_arguments(photos, augmenter):
     with AugmentPool(augmenter, workers=1) as pool:
         with pytest.raises(ValueError, match=r"one index per image \(12\), but got shape \(3,\)"):
             pool.map(photos, indices=[1, 2, 3])
+
+
+@pytest.mark.slow
+def test_pool_reads_memmapped_images_in_place(tmp_path, photos, augmenter):
+    # Prepared datasets are memory-mapped shards: workers open the file instead of a copy.
+    header = 128
+    mm = np.memmap(tmp_path / "shard.bin", dtype=np.uint8, mode="w+", offset=header, shape=photos.shape)
+    mm[:] = photos
+    mm.flush()
+    view = np.memmap(tmp_path / "shard.bin", dtype=np.uint8, mode="r", offset=header, shape=photos.shape)[
+        4:10
+    ]
+    with AugmentPool(augmenter, workers=2) as pool:
+        pooled = pool.map(view, np.arange(4, 10), epoch=1, seed=9, chunk_size=2)
+    direct, _ = augmenter.augment_batch(photos[4:10], np.arange(4, 10), epoch=1, seed=9)
+    assert np.array_equal(pooled, direct)

@@ -7,7 +7,6 @@ reproduce that, so the output is quantised to 256 levels exactly as Keras's is.
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 _LEVELS = np.arange(256, dtype=np.float32)
@@ -42,33 +41,37 @@ def _pil_brightness(levels: np.ndarray, factor: float, channels: int) -> np.ndar
     return out
 
 
-def pixel_lut(intensity: float | None, factor: float | None, low: int, high: int) -> np.ndarray:
-    """The uint8 lookup table of channel shift then brightness, for an image spanning [low, high]."""
-    lut = _LEVELS
-    if intensity is not None:
-        lut = np.clip(lut + np.float32(intensity), low, high)
-    if factor is not None:
-        lut = np.clip(np.floor(np.floor(lut) * np.float32(factor)), 0, 255)
-    else:
-        lut = np.rint(lut)
-    return lut.astype(np.uint8)
+def pixel_luts(
+    intensity: np.ndarray,
+    factor: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    channels: int,
+    dtype: np.dtype,
+) -> np.ndarray:
+    """Lookup tables of channel shift then brightness for a batch, shape (N, 256) or (N, 256, 4).
 
-
-def apply_pixel_uint8(image: np.ndarray, intensity: float | None, factor: float | None) -> np.ndarray:
-    """Channel shift and brightness on a uint8 (H, W, C) image, in place, with one LUT."""
-    if intensity is None and factor is None:
-        return image
-    low, high = 0, 255
-    if intensity is not None:
-        flat = image.reshape(image.shape[0], -1)
-        low, high, _, _ = cv2.minMaxLoc(flat)
-    lut = pixel_lut(intensity, factor, int(low), int(high))
-    if factor is not None and image.shape[-1] == 4:
-        # PIL keeps the alpha band out of the brightness blend; the channel shift still applies.
-        alpha_lut = _LEVELS if intensity is None else np.clip(_LEVELS + np.float32(intensity), low, high)
-        alpha = cv2.LUT(image[..., 3].copy(), np.floor(alpha_lut).astype(np.uint8))
-        cv2.LUT(image, lut, dst=image)
-        image[..., 3] = alpha
-        return image
-    cv2.LUT(image, lut, dst=image)
-    return image
+    ``intensity`` and ``factor`` hold NaN where a sample has no such shift; ``low``/``high`` are each
+    warped image's min and max (Keras clips the channel shift to them). Float tables hold Keras's
+    exact float values, so a uint8 image is shifted and converted to float in one ``cv2.LUT``; uint8
+    tables round the channel shift.
+    """
+    levels = _LEVELS[None, :]
+    shift = np.nan_to_num(intensity).astype(np.float32)[:, None]
+    shifted = np.where(
+        np.isnan(intensity)[:, None],
+        levels,
+        np.clip(levels + shift, low[:, None].astype(np.float32), high[:, None].astype(np.float32)),
+    )
+    has_factor = ~np.isnan(factor)
+    scale = np.nan_to_num(factor, nan=1.0).astype(np.float32)[:, None]
+    bright = np.clip(np.floor(np.floor(shifted) * scale), 0, 255)
+    luts = np.where(has_factor[:, None], bright, shifted)
+    if np.dtype(dtype) == np.uint8:
+        luts = np.rint(luts)
+    if channels == 4 and has_factor.any():
+        # PIL keeps the alpha band out of the brightness blend; only the channel shift (truncated
+        # to uint8 on the way into PIL) reaches it.
+        alpha = np.where(has_factor[:, None], np.floor(shifted), luts)
+        luts = np.stack([luts, luts, luts, alpha], axis=-1)
+    return luts.astype(dtype)

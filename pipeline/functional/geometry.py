@@ -133,8 +133,16 @@ def warp(
         # scipy gives cval exactly where the source coordinate leaves [0, N-1], and never blends.
         sx, sy = _source_coords(matrix, h, w)
         outside = (sx < 0) | (sx > w - 1) | (sy < 0) | (sy > h - 1)
-        dst[outside] = cval
+        dst[outside] = _cval_for(dst.dtype, cval)
     return out
+
+
+def _cval_for(dtype: np.dtype, cval: float) -> float:
+    # scipy writes cval into an integer output rounded half up and clipped to the dtype's range.
+    if dtype.kind not in "ui":
+        return cval
+    info = np.iinfo(dtype)
+    return float(np.clip(np.floor(cval + 0.5), info.min, info.max))
 
 
 def _warp_scipy(
