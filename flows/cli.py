@@ -32,9 +32,9 @@ def main() -> None:
 
 @app.command()
 def run(
-    out: Annotated[Path, typer.Option(help="Folder for the results (replaced when the run completes).")] = Path(
-        "augpipe-output"
-    ),
+    out: Annotated[
+        Path, typer.Option(help="Folder for the results (replaced when the run completes).")
+    ] = Path("augpipe-output"),
     config: Annotated[
         Path | None, typer.Option(help="YAML file of ImageDataGenerator options for the digits.")
     ] = None,

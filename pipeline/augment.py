@@ -198,7 +198,8 @@ class Augmenter:
         return cache[: shape[0]]
 
     def standardize_batch(self, batch: np.ndarray) -> np.ndarray:
-        """Convert to ``output_dtype`` once, then Keras's normalisation order."""
+        """Convert to ``output_dtype`` once, then Keras's normalisation order; a float batch of that
+        dtype is normalised in place."""
         if not self._normalises:
             return batch.astype(self.output_dtype, copy=False)
         x = batch.astype(self._float_dtype, copy=False)
@@ -263,6 +264,11 @@ class Augmenter:
                 yield data
 
         else:
+            if augment and rounds > 1 and iter(data) is data:
+                raise ValueError(
+                    f"fit(augment=True, rounds={rounds}) reads the data {rounds} times, but got a one-shot "
+                    f"iterator ({type(data).__name__}); pass a list, an array or a re-iterable dataset"
+                )
 
             def batches() -> Iterable[np.ndarray]:
                 yield from (_as_batch(np.asarray(b)) for b in data)

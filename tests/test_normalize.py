@@ -235,3 +235,25 @@ def test_standardize_before_fit_raises(options, images):
         aug.standardize_batch(images.copy())
     with pytest.raises(RuntimeError, match=r"call fit\(data\) first"):
         aug.augment_batch(images[:2])
+
+
+def test_fit_refuses_one_shot_iterator_for_several_augmented_rounds(photos_u8):
+    aug = Augmenter(AugmentConfig(featurewise_center=True, rotation_range=10))
+    batches = (photos_u8["rgb"][None] for _ in range(2))
+    with pytest.raises(ValueError, match=r"rounds=2\) reads the data 2 times, but got a one-shot iterator"):
+        aug.fit(batches, augment=True, rounds=2)
+    stats = aug.fit([photos_u8["rgb"][None]] * 2, augment=True, rounds=2)
+    assert stats.mean is not None
+
+
+def test_standardize_converts_integer_input_before_rescale(photos_u8):
+    from pipeline.functional.normalize import standardize
+
+    x = photos_u8["rgb"][None].copy()
+    out = standardize(
+        x, None, rescale=1 / 255, samplewise_center=False, samplewise_std_normalization=False,
+        featurewise_center=False, featurewise_std_normalization=False, zca_whitening=False,
+    )  # fmt: skip
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, photos_u8["rgb"][None] / 255, rtol=1e-6)
+    assert np.array_equal(x, photos_u8["rgb"][None])  # the uint8 input is left alone

@@ -178,12 +178,14 @@ def standardize(
     zca_whitening: bool,
     per_sample: bool = True,
 ) -> np.ndarray:
-    """Keras's ``standardize`` order after ``preprocessing_function``; modifies float ``x`` in place.
+    """Keras's ``standardize`` order after ``preprocessing_function``; float ``x`` is modified in place.
 
     With ``per_sample`` (the engine's batches, shape (N, H, W, C)) samplewise statistics are per
     image, as Keras's iterators compute them; without it they span the whole array, as Keras's
     ``standardize(x)`` does when called directly.
     """
+    if x.dtype.kind != "f":  # integer images cannot hold normalised values
+        x = x.astype(np.float32)
     if rescale:
         x *= x.dtype.type(rescale)
     if samplewise_center or samplewise_std_normalization:
