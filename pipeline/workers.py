@@ -10,6 +10,7 @@ across processes cannot change the result. Images and results travel through mem
 
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
 import os
 import tempfile
@@ -40,7 +41,7 @@ def _init_worker(augmenter: Augmenter) -> None:
 
 def _open(job: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     maps = _state.setdefault("maps", {})
-    key = (job["src"], job["dst"])
+    key = (job["src"], job["src_offset"], job["src_shape"], job["dst"], job["dst_shape"])
     if key not in maps:
         maps.clear()  # one job at a time: drop the previous job's mappings
         src = np.memmap(job["src"], dtype=job["src_dtype"], mode="r", offset=job["src_offset"],
@@ -50,12 +51,17 @@ def _open(job: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     return maps[key]
 
 
-def _run_chunk(job: dict[str, Any], start: int, stop: int, indices: np.ndarray) -> None:
+def _run_chunk(job: dict[str, Any], start: int, stop: int, indices: np.ndarray) -> tuple[int, int]:
     src, dst = _open(job)
     batch, _ = _state["augmenter"].augment_batch(
         np.asarray(src[start:stop]), indices, epoch=job["epoch"], seed=job["seed"]
     )
     dst[start:stop] = batch
+    return start, stop
+
+
+def _run_chunk_star(args: tuple[Any, ...]) -> tuple[int, int]:
+    return _run_chunk(*args)
 
 
 def _file_offset(view: np.memmap) -> int:
@@ -84,6 +90,7 @@ class AugmentPool:
         self._pool = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._src: np.memmap | None = None
+        self._dst: np.memmap | None = None
         if workers > 1:
             # Forking a process whose libraries already run threads (TensorFlow, OpenCV's pool,
             # BLAS) can deadlock the child; a fork server forks from a clean, single-threaded
@@ -101,9 +108,12 @@ class AugmentPool:
         indices: Sequence[int] | np.ndarray | None = None,
         epoch: int = 0,
         seed: int = 0,
-        chunk_size: int = 64,
+        chunk_size: int | None = None,
     ) -> np.ndarray:
-        """Augment every image of ``images`` (N, H, W, C) as sample ``indices[i]`` of ``epoch``."""
+        """Augment every image of ``images`` (N, H, W, C) as sample ``indices[i]`` of ``epoch``.
+
+        ``chunk_size`` images go to a worker at a time (default: about 8 chunks per worker).
+        """
         images = np.asarray(images)
         if images.ndim == 3:
             images = images[..., None]
@@ -115,9 +125,10 @@ class AugmentPool:
             raise ValueError("map received no images")
         if self._pool is None:
             out = None
-            for start in range(0, n, chunk_size):
+            step = chunk_size or 64
+            for start in range(0, n, step):
                 batch, _ = self.augmenter.augment_batch(
-                    images[start : start + chunk_size], idx[start : start + chunk_size], epoch, seed
+                    images[start : start + step], idx[start : start + step], epoch, seed
                 )
                 if out is None:
                     out = np.empty((n, *batch.shape[1:]), batch.dtype)
@@ -128,24 +139,28 @@ class AugmentPool:
         src_path, src_offset = self._share_input(images)
         probe, _ = self.augmenter.augment_batch(images[:1], idx[:1], epoch, seed)
         dst_shape = (n, *probe.shape[1:])
-        # A fresh result file per call: the caller owns the returned array. Its pages are first
-        # touched by the workers, in parallel; the file is unlinked once mapped here.
-        fd, dst_path = tempfile.mkstemp(dir=self._tmp.name, prefix="out-")
-        os.close(fd)
-        try:
-            dst = np.memmap(dst_path, dtype=probe.dtype, mode="w+", shape=dst_shape)
-            job = {
-                "src": src_path, "src_offset": src_offset, "src_dtype": images.dtype.str,
-                "src_shape": images.shape, "dst": dst_path, "dst_dtype": probe.dtype.str,
-                "dst_shape": dst_shape, "epoch": epoch, "seed": seed,
-            }  # fmt: skip
-            chunks = [
-                (job, s, min(s + chunk_size, n), idx[s : s + chunk_size]) for s in range(0, n, chunk_size)
-            ]
-            self._pool.starmap(_run_chunk, chunks, chunksize=1)
-        finally:
-            os.unlink(dst_path)
-        return dst.view(np.ndarray)
+        dst = self._shared_output(dst_shape, probe.dtype)
+        job = {
+            "src": src_path, "src_offset": src_offset, "src_dtype": images.dtype.str,
+            "src_shape": images.shape, "dst": str(dst.filename), "dst_dtype": probe.dtype.str,
+            "dst_shape": dst_shape, "epoch": epoch, "seed": seed,
+        }  # fmt: skip
+        step = chunk_size or max(8, math.ceil(n / (self.workers * 8)))
+        chunks = [(job, s, min(s + step, n), idx[s : s + step]) for s in range(0, n, step)]
+        # The caller owns the result: copy each finished chunk out of the shared buffer while the
+        # workers go on. Fresh process memory takes transparent huge pages; shared memory, whose
+        # first touch costs several times more, is reused from call to call instead.
+        out = np.empty(dst_shape, probe.dtype)
+        for start, stop in self._pool.imap_unordered(_run_chunk_star, chunks):
+            out[start:stop] = dst[start:stop]
+        return out
+
+    def _shared_output(self, shape: tuple[int, ...], dtype: np.dtype) -> np.memmap:
+        assert self._tmp is not None
+        if self._dst is None or self._dst.shape != shape or self._dst.dtype != dtype:
+            self._dst = np.memmap(Path(self._tmp.name) / f"dst-{len(os.listdir(self._tmp.name))}",
+                                  dtype=dtype, mode="w+", shape=shape)  # fmt: skip
+        return self._dst
 
     def _share_input(self, images: np.ndarray) -> tuple[str, int]:
         """Where workers read the images: the caller's own file when ``images`` is a memmap (no
@@ -170,7 +185,7 @@ class AugmentPool:
             self._pool.close()
             self._pool.join()
             self._pool = None
-        self._src = None
+        self._src = self._dst = None
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
