@@ -144,11 +144,18 @@ class Augmenter:
         direct = not (lut_path or pixel_ops) and extras is None and dtype == work.dtype
         warped = np.empty((n, h, w, ch), dtype) if direct else self._scratch(work.shape, work.dtype)
         low, high = np.zeros(n), np.full(n, 255.0)
+        # OpenCV's warp reads its source in a rotated order; from a small, hot copy it runs about a
+        # third faster on large images than from inside a big batch (measured in bench/augment.py).
+        staged = self._staging(work.shape[1:], work.dtype) if work[0].nbytes >= 16384 else None
         for i in range(n):
             if identity[i]:
                 np.copyto(warped[i], work[i])
             else:
-                geometry.warp(work[i], mats[i], c.fill_mode, c.cval, c.interpolation_order, out=warped[i])
+                src = work[i]
+                if staged is not None:
+                    np.copyto(staged, src)
+                    src = staged
+                geometry.warp(src, mats[i], c.fill_mode, c.cval, c.interpolation_order, out=warped[i])
             if uint8_path and has_shift[i]:
                 low[i], high[i], _, _ = cv2.minMaxLoc(warped[i].reshape(h, -1))
         if direct:
@@ -187,6 +194,13 @@ class Augmenter:
             params.extras = records
         assert out is not None
         return out
+
+    def _staging(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        staged = getattr(self._local, "staging", None)
+        if staged is None or staged.shape != shape or staged.dtype != dtype:
+            staged = np.empty(shape, dtype)
+            self._local.staging = staged
+        return staged
 
     def _scratch(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         # Fresh pages cost a page fault each (about as much as the warp at 224x224); a scratch
