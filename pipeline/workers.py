@@ -14,6 +14,7 @@ import math
 import multiprocessing as mp
 import os
 import tempfile
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,8 @@ def _open(job: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     maps = _state.setdefault("maps", {})
     key = (job["src"], job["src_offset"], job["src_shape"], job["dst"], job["dst_shape"])
     if key not in maps:
-        maps.clear()  # one job at a time: drop the previous job's mappings
+        if len(maps) >= 4:  # a few recycled result buffers alternate; keep their mappings warm
+            maps.pop(next(iter(maps)))
         src = np.memmap(job["src"], dtype=job["src_dtype"], mode="r", offset=job["src_offset"],
                         shape=job["src_shape"])  # fmt: skip
         dst = np.memmap(job["dst"], dtype=job["dst_dtype"], mode="r+", shape=job["dst_shape"])
@@ -90,7 +92,8 @@ class AugmentPool:
         self._pool = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._src: np.memmap | None = None
-        self._dst: np.memmap | None = None
+        self._free: dict[tuple[tuple[int, ...], str], list[str]] = {}
+        self._made = 0
         if workers > 1:
             # Forking a process whose libraries already run threads (TensorFlow, OpenCV's pool,
             # BLAS) can deadlock the child; a fork server forks from a clean, single-threaded
@@ -114,7 +117,8 @@ class AugmentPool:
 
         ``chunk_size`` images go to a worker at a time (default: about 8 chunks per worker).
         """
-        images = np.asarray(images)
+        if not isinstance(images, np.ndarray):  # keep np.memmap: workers then read its file directly
+            images = np.asarray(images)
         if images.ndim == 3:
             images = images[..., None]
         n = len(images)
@@ -147,32 +151,33 @@ class AugmentPool:
         }  # fmt: skip
         step = chunk_size or max(8, math.ceil(n / (self.workers * 8)))
         chunks = [(job, s, min(s + step, n), idx[s : s + step]) for s in range(0, n, step)]
-        # The caller owns the result: copy each finished chunk out of the shared buffer while the
-        # workers go on. Fresh process memory takes transparent huge pages; shared memory, whose
-        # first touch costs several times more, is reused from call to call instead.
-        out = np.empty(dst_shape, probe.dtype)
-        for start, stop in self._pool.imap_unordered(_run_chunk_star, chunks):
-            out[start:stop] = dst[start:stop]
-        return out
+        self._pool.starmap(_run_chunk, chunks, chunksize=1)
+        return dst.view(np.ndarray)
 
     def _shared_output(self, shape: tuple[int, ...], dtype: np.dtype) -> np.memmap:
+        """A result buffer the workers write and the caller then owns.
+
+        First touches of shared memory cost several times more than of private memory (no huge
+        pages), so buffers are recycled: when the caller drops a result, its file goes back to a
+        free list and the next call of the same shape writes into pages already mapped.
+        """
         assert self._tmp is not None
-        if self._dst is None or self._dst.shape != shape or self._dst.dtype != dtype:
-            self._dst = np.memmap(Path(self._tmp.name) / f"dst-{len(os.listdir(self._tmp.name))}",
-                                  dtype=dtype, mode="w+", shape=shape)  # fmt: skip
-        return self._dst
+        key = (shape, np.dtype(dtype).str)
+        free = self._free.setdefault(key, [])
+        if free:
+            path = free.pop()
+        else:
+            self._made += 1
+            path = str(Path(self._tmp.name) / f"out-{self._made}")
+        buf = np.memmap(path, dtype=dtype, mode="r+" if os.path.exists(path) else "w+", shape=shape)
+        weakref.finalize(buf, free.append, path)
+        return buf
 
     def _share_input(self, images: np.ndarray) -> tuple[str, int]:
         """Where workers read the images: the caller's own file when ``images`` is a memmap (no
         copy), else a shared buffer reused while the shape and dtype stay the same."""
         if isinstance(images, np.memmap) and images.filename and images.flags.c_contiguous:
-            base = images
-            while isinstance(base.base, np.memmap):
-                base = base.base
-            offset = images.offset + (
-                images.__array_interface__["data"][0] - base.__array_interface__["data"][0]
-            )
-            return str(images.filename), int(offset)
+            return str(images.filename), _file_offset(images)
         assert self._tmp is not None
         if self._src is None or self._src.shape != images.shape or self._src.dtype != images.dtype:
             path = str(Path(self._tmp.name) / "src")
@@ -185,7 +190,8 @@ class AugmentPool:
             self._pool.close()
             self._pool.join()
             self._pool = None
-        self._src = self._dst = None
+        self._src = None
+        self._free.clear()
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None

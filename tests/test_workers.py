@@ -102,3 +102,16 @@ def test_pool_reads_memmapped_images_in_place(tmp_path, photos, augmenter):
         pooled = pool.map(view, np.arange(4, 10), epoch=1, seed=9, chunk_size=2)
     direct, _ = augmenter.augment_batch(photos[4:10], np.arange(4, 10), epoch=1, seed=9)
     assert np.array_equal(pooled, direct)
+
+
+@pytest.mark.slow
+def test_pool_results_stay_valid_while_held_and_buffers_are_recycled(photos, augmenter):
+    with AugmentPool(augmenter, workers=2) as pool:
+        first = pool.map(photos, epoch=0, seed=1)
+        kept = first.copy()
+        second = pool.map(photos, epoch=1, seed=1)  # must not write into `first`, still held
+        assert np.array_equal(first, kept)
+        del first, kept
+        third = pool.map(photos, epoch=2, seed=1)  # may reuse the dropped buffer
+        expected = [augmenter.augment_batch(photos, epoch=e, seed=1)[0] for e in (1, 2)]
+        assert np.array_equal(second, expected[0]) and np.array_equal(third, expected[1])
