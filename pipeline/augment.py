@@ -222,16 +222,22 @@ class Augmenter:
                 x[i] = self.preprocessing_function(x[i])
         return self._standardize(x, per_sample=True)
 
-    def _standardize(self, x: np.ndarray, per_sample: bool) -> np.ndarray:
+    def _standardize(
+        self, x: np.ndarray, per_sample: bool, stats: normalize.FitStats | None = None
+    ) -> np.ndarray:
+        """Keras's normalisation order on float ``x``; ``stats`` overrides the fitted ones (the
+        drop-in passes its own, in its data format, and warns instead of raising)."""
         c = self.config
-        if c.needs_fit and self.stats is None:
-            raise RuntimeError(
-                "featurewise_center, featurewise_std_normalization or zca_whitening is set but the "
-                "statistics were never fitted: call fit(data) first"
-            )
+        if stats is None:
+            if c.needs_fit and self.stats is None:
+                raise RuntimeError(
+                    "featurewise_center, featurewise_std_normalization or zca_whitening is set but "
+                    "the statistics were never fitted: call fit(data) first"
+                )
+            stats = self.stats
         return normalize.standardize(
             x,
-            self.stats,
+            stats,
             rescale=c.rescale,
             samplewise_center=c.samplewise_center,
             samplewise_std_normalization=c.samplewise_std_normalization,

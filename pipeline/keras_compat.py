@@ -43,7 +43,6 @@ from PIL import Image, UnidentifiedImageError
 
 from pipeline.augment import Augmenter
 from pipeline.config import AugmentConfig
-from pipeline.functional import normalize
 from pipeline.functional.normalize import FitStats
 
 __all__ = ["DataFrameIterator", "DirectoryIterator", "ImageDataGenerator", "Iterator", "NumpyArrayIterator"]
@@ -645,18 +644,8 @@ class ImageDataGenerator:
         if self._preprocessing_function is not None:
             x = self._preprocessing_function(x)
         self._warn_unfitted()
-        c = self._config
-        return normalize.standardize(
-            x,
-            FitStats(self.mean, self.std, self.zca_whitening_matrix),  # in this generator's data format
-            rescale=c.rescale,
-            samplewise_center=c.samplewise_center,
-            samplewise_std_normalization=c.samplewise_std_normalization,
-            featurewise_center=c.featurewise_center,
-            featurewise_std_normalization=c.featurewise_std_normalization,
-            zca_whitening=c.zca_whitening,
-            per_sample=False,
-        )
+        stats = FitStats(self.mean, self.std, self.zca_whitening_matrix)  # in this data format
+        return self._augmenter._standardize(x, per_sample=False, stats=stats)
 
     def get_random_transform(self, img_shape, seed=None):
         """Keras's parameter dict for one image of ``img_shape``.
