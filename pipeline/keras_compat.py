@@ -31,6 +31,7 @@ import numbers
 import os
 import threading
 import warnings
+from abc import abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -812,8 +813,9 @@ class Iterator(PyDataset):
                 self.on_epoch_end()
         return self._batch(idx, epoch)
 
+    @abstractmethod
     def _get_batches_of_transformed_samples(self, index_array, epoch=None):
-        raise NotImplementedError
+        """One batch for ``index_array`` (indices into the dataset) of ``epoch``: each iterator's own."""
 
     def _finish(self, batch: np.ndarray) -> np.ndarray:
         """The engine's channels-last batch in this iterator's data format and dtype."""
