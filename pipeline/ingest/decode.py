@@ -1,0 +1,298 @@
+"""Decode image files to uint8 (H, W, C) arrays with OpenCV, and say precisely why a file is unusable."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import warnings
+from typing import Literal
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+ColorMode = Literal["grayscale", "rgb", "rgba"]
+Interpolation = Literal["nearest", "bilinear", "bicubic", "area", "lanczos"]
+Reason = Literal[
+    "empty", "not_an_image", "truncated", "corrupt", "too_large", "wrong_extension", "unsupported"
+]
+
+# Pillow's own default decompression-bomb limit (MAX_IMAGE_PIXELS): about 0.25 GB of 24-bit pixels.
+DEFAULT_MAX_PIXELS = 89_478_485
+
+INTERPOLATIONS: dict[str, int] = {
+    "nearest": cv2.INTER_NEAREST,
+    "bilinear": cv2.INTER_LINEAR,
+    "bicubic": cv2.INTER_CUBIC,
+    "area": cv2.INTER_AREA,
+    "lanczos": cv2.INTER_LANCZOS4,
+}
+COLOR_MODES = ("grayscale", "rgb", "rgba")
+
+EXTENSION_FORMATS: dict[str, str] = {
+    ".png": "png",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".jpe": "jpeg",
+    ".gif": "gif",
+    ".bmp": "bmp",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".webp": "webp",
+    ".ppm": "pnm",
+    ".pgm": "pnm",
+    ".pbm": "pnm",
+    ".pnm": "pnm",
+}
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_EXIF_ORIENTATION = 274
+
+
+class ImageProblem(ValueError):
+    """An image file that cannot be used; `reason` is one of the Reason codes, the message names the file."""
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason: Reason = reason
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The image format named by the leading magic bytes ("png", "jpeg", ...), or None."""
+    if data.startswith(_PNG_SIGNATURE):
+        return "png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if data.startswith(b"BM"):
+        return "bmp"
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tiff"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if len(data) >= 3 and data[0:1] == b"P" and data[1:2] in b"123456" and data[2:3].isspace():
+        return "pnm"
+    return None
+
+
+def _png_is_complete(data: bytes) -> bool:
+    """Walk the PNG chunk list; complete means an IEND chunk is reached within the data."""
+    pos = len(_PNG_SIGNATURE)
+    while pos + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        chunk_type = data[pos + 4 : pos + 8]
+        end = pos + 12 + length
+        if end > len(data):
+            return False
+        if chunk_type == b"IEND":
+            return True
+        pos = end
+    return False
+
+
+def _truncation(fmt: str, data: bytes) -> str | None:
+    """Why the data is cut short, for formats whose end is marked; OpenCV decodes such files silently."""
+    tail = data.rstrip(b"\x00")  # some writers pad files with zeros after the end marker
+    if fmt == "jpeg" and not tail.endswith(b"\xff\xd9"):
+        return "JPEG has no end-of-image marker (FFD9)"
+    if fmt == "png" and not _png_is_complete(data):
+        return "PNG ends before its IEND chunk"
+    if fmt == "gif" and not tail.endswith(b";"):
+        return "GIF has no trailer byte (3B)"
+    return None
+
+
+def _orient(image: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1-8), matching PIL.ImageOps.exif_transpose."""
+    if orientation == 2:
+        return image[:, ::-1]
+    if orientation == 3:
+        return image[::-1, ::-1]
+    if orientation == 4:
+        return image[::-1]
+    if orientation == 5:
+        return image.swapaxes(0, 1)
+    if orientation == 6:
+        return np.rot90(image, k=-1)
+    if orientation == 7:
+        return image.swapaxes(0, 1)[::-1, ::-1]
+    if orientation == 8:
+        return np.rot90(image, k=1)
+    return image
+
+
+def _decode_with_pillow(image: Image.Image) -> np.ndarray:
+    """First frame as an OpenCV-ordered array (gray, BGR or BGRA), for what this OpenCV build cannot read."""
+    image.seek(0)
+    has_alpha = "A" in image.getbands() or "transparency" in image.info
+    mode = "RGBA" if has_alpha else ("L" if image.mode in ("1", "L") else "RGB")
+    if image.mode.startswith("I;16"):
+        return np.asarray(image, dtype=np.uint16)
+    array = np.asarray(image.convert(mode))
+    if array.ndim == 3:
+        array = cv2.cvtColor(array, cv2.COLOR_RGBA2BGRA if has_alpha else cv2.COLOR_RGB2BGR)
+    return array
+
+
+def _to_uint8(image: np.ndarray, name: str) -> np.ndarray:
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == np.uint16:
+        # Proper scaling, x * 255 / 65535 rounded (not >> 8), so 65535 -> 255 and k * 257 -> k exactly.
+        return ((image.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    raise ImageProblem("unsupported", f"{name}: pixel type {image.dtype} is not supported (uint8 or uint16)")
+
+
+def _convert_color(image: np.ndarray, color_mode: str, name: str) -> np.ndarray:
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    if channels == 1:
+        image = image.reshape(image.shape[:2])
+        codes = {"grayscale": None, "rgb": cv2.COLOR_GRAY2RGB, "rgba": cv2.COLOR_GRAY2RGBA}
+    elif channels == 3:
+        codes = {"grayscale": cv2.COLOR_BGR2GRAY, "rgb": cv2.COLOR_BGR2RGB, "rgba": cv2.COLOR_BGR2RGBA}
+    elif channels == 4:
+        # Alpha is dropped, not composited, as PIL's convert("RGB") and Keras's load_img do.
+        codes = {"grayscale": cv2.COLOR_BGRA2GRAY, "rgb": cv2.COLOR_BGRA2RGB, "rgba": cv2.COLOR_BGRA2RGBA}
+    else:
+        raise ImageProblem("unsupported", f"{name}: {channels} channels are not supported (1, 3 or 4)")
+    code = codes[color_mode]
+    out = image if code is None else cv2.cvtColor(np.ascontiguousarray(image), code)
+    return out[..., None] if out.ndim == 2 else out
+
+
+def center_crop_to_aspect(image: np.ndarray, target_size: tuple[int, int]) -> np.ndarray:
+    """The largest centred crop with the aspect of target_size (height, width), as Keras's load_img."""
+    height, width = image.shape[:2]
+    target_height, target_width = target_size
+    crop_height = min(height, (width * target_height) // target_width)
+    crop_width = min(width, (height * target_width) // target_height)
+    top = (height - crop_height) // 2
+    left = (width - crop_width) // 2
+    return image[top : top + crop_height, left : left + crop_width]
+
+
+def resize(
+    image: np.ndarray,
+    target_size: tuple[int, int],
+    interpolation: Interpolation = "bilinear",
+    keep_aspect_ratio: bool = False,
+) -> np.ndarray:
+    """Resize an (H, W, C) image to target_size (height, width); keep_aspect_ratio centre-crops first."""
+    if keep_aspect_ratio:
+        image = center_crop_to_aspect(image, target_size)
+    height, width = target_size
+    if image.shape[:2] == (height, width):
+        return image
+    out = cv2.resize(
+        np.ascontiguousarray(image), (width, height), interpolation=INTERPOLATIONS[interpolation]
+    )
+    return out[..., None] if out.ndim == 2 else out
+
+
+def _validate_options(
+    color_mode: str, target_size: tuple[int, int] | None, interpolation: str, max_pixels: int
+) -> None:
+    if color_mode not in COLOR_MODES:
+        raise ValueError(f"color_mode must be one of {COLOR_MODES}, but got {color_mode!r}")
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {sorted(INTERPOLATIONS)}, but got {interpolation!r}")
+    if target_size is not None and (len(target_size) != 2 or min(target_size) < 1):
+        raise ValueError(f"target_size must be (height, width) of positive ints, but got {target_size!r}")
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be positive, but got {max_pixels}")
+
+
+def decode_image(
+    data: bytes | str | os.PathLike[str],
+    color_mode: ColorMode = "rgb",
+    target_size: tuple[int, int] | None = None,
+    interpolation: Interpolation = "bilinear",
+    keep_aspect_ratio: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> np.ndarray:
+    """Decode encoded bytes or a file to uint8 (H, W, C): C is 1, 3 or 4 for grayscale, rgb, rgba.
+
+    EXIF orientation is applied; 16-bit images are scaled to 8 bits (x * 255 / 65535, rounded);
+    animated images give their first frame. Images whose header declares more than max_pixels are
+    refused before any pixel is decoded (Pillow's own hard limit, twice its MAX_IMAGE_PIXELS, still
+    applies when max_pixels is set above it). Raises ImageProblem with a reason code.
+    """
+    _validate_options(color_mode, target_size, interpolation, max_pixels)
+    if isinstance(data, bytes):
+        name = "<bytes>"
+    else:
+        name = os.fspath(data)
+        with open(data, "rb") as f:
+            data = f.read()
+    if not data:
+        raise ImageProblem("empty", f"{name}: file is empty (0 bytes)")
+    fmt = sniff_format(data)
+    if fmt is None:
+        raise ImageProblem("not_an_image", f"{name}: content starts {data[:8]!r}, not a known image format")
+    cut = _truncation(fmt, data)
+    if cut is not None:
+        raise ImageProblem("truncated", f"{name}: {cut} ({len(data)} bytes)")
+
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns between its limit and twice it; max_pixels makes the decision here instead.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            pil_image = Image.open(io.BytesIO(data))  # lazy: reads the header only
+    except Image.DecompressionBombError as exc:
+        raise ImageProblem("too_large", f"{name}: {exc}") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageProblem("corrupt", f"{name}: {fmt} header cannot be read: {exc}") from exc
+    with pil_image:
+        width, height = pil_image.size
+        if width * height > max_pixels:
+            raise ImageProblem(
+                "too_large",
+                f"{name}: header declares {width}x{height} = {width * height} pixels, "
+                f"above max_pixels={max_pixels}",
+            )
+        try:
+            orientation = int(pil_image.getexif().get(_EXIF_ORIENTATION, 1))
+        except (OSError, SyntaxError, ValueError, struct.error):
+            orientation = 1  # unreadable EXIF is not worth refusing the pixels for
+        # IMREAD_UNCHANGED keeps 16 bits and alpha but ignores EXIF, which _orient applies below.
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            try:
+                image = _decode_with_pillow(pil_image)
+            except (OSError, SyntaxError, ValueError) as exc:
+                reason: Reason = "truncated" if "truncated" in str(exc).lower() else "corrupt"
+                raise ImageProblem(reason, f"{name}: {fmt} data cannot be decoded: {exc}") from exc
+    if image.size == 0:
+        raise ImageProblem("corrupt", f"{name}: decoded to an empty array of shape {image.shape}")
+    image = _to_uint8(image, name)
+    image = _convert_color(_orient(image, orientation), color_mode, name)
+    if target_size is not None:
+        image = resize(image, tuple(target_size), interpolation, keep_aspect_ratio)
+    return np.ascontiguousarray(image)
+
+
+def check_and_decode(
+    path: str | os.PathLike[str],
+    color_mode: ColorMode = "rgb",
+    target_size: tuple[int, int] | None = None,
+    interpolation: Interpolation = "bilinear",
+    keep_aspect_ratio: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> np.ndarray:
+    """decode_image for a file, also refusing content whose format differs from its extension."""
+    name = os.fspath(path)
+    with open(path, "rb") as f:
+        data = f.read()
+    expected = EXTENSION_FORMATS.get(os.path.splitext(name)[1].lower())
+    actual = sniff_format(data) if data else None
+    if expected is not None and actual is not None and actual != expected:
+        raise ImageProblem(
+            "wrong_extension", f"{name}: content is {actual} but the extension says {expected}"
+        )
+    try:
+        return decode_image(data, color_mode, target_size, interpolation, keep_aspect_ratio, max_pixels)
+    except ImageProblem as exc:
+        # Put the file's name in place of "<bytes>" so the message says which file is bad.
+        raise ImageProblem(exc.reason, str(exc).replace("<bytes>", name, 1)) from exc
