@@ -257,3 +257,66 @@ class AugmentConfig(_Validated):
 
 def _nonzero(v: float | int | list[float | int]) -> bool:
     return bool(v) if not isinstance(v, list) else len(v) > 0
+
+
+SPLIT_NAMES = ("train", "validation", "test")
+
+
+class PrepareConfig(_Validated):
+    """What ``augpipe prepare`` reads, how it decodes and splits it, and where it writes.
+
+    ``source`` is ``digits`` (scikit-learn's bundled digits), ``keras:<name>`` (mnist, fashion_mnist,
+    cifar10, cifar100, from the Keras cache) or a path: a class-folder tree, a ``.csv`` manifest, an
+    ``.npz`` file, or an IDX images file (its labels file beside it).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str
+    out: str
+    kind: Literal["auto", "folders", "manifest", "idx", "npz", "keras", "digits"] = "auto"
+    color_mode: Literal["grayscale", "rgb", "rgba"] = "rgb"
+    target_size: tuple[int, int] | None = None
+    interpolation: Literal["nearest", "bilinear", "bicubic", "area", "lanczos"] = "bilinear"
+    keep_aspect_ratio: bool = False
+    splits: dict[str, float] = Field(default_factory=lambda: {"train": 0.8, "validation": 0.1, "test": 0.1})
+    shard_size: int = Field(default=8192, ge=1)
+    chunk_size: int = Field(default=512, ge=1)
+    max_pixels: int = Field(default=89_478_485, ge=1)
+    allow_outside_root: bool = False
+    follow_links: bool = False
+    split_salt: str = "augpipe"
+
+    @field_validator("target_size")
+    @classmethod
+    def _size(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
+        if v is not None and min(v) < 1:
+            raise ValueError("target_size must be (height, width) of positive integers")
+        return v
+
+    @field_validator("splits")
+    @classmethod
+    def _splits(cls, v: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(v) - set(SPLIT_NAMES))
+        if unknown:
+            raise ValueError(f"unknown split {', '.join(unknown)}; accepted: {', '.join(SPLIT_NAMES)}")
+        if any(f < 0 for f in v.values()) or abs(sum(v.values()) - 1.0) > 1e-6 or v.get("train", 0) <= 0:
+            raise ValueError("split fractions must be >= 0, include train > 0, and sum to 1")
+        return {k: float(v[k]) for k in SPLIT_NAMES if v.get(k)}
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> PrepareConfig:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of option names, got {type(data).__name__}")
+        return cls(**{**data.get("prepare", data), **overrides})
+
+    def decode_fingerprint(self) -> str:
+        """What decoded pixels depend on: reuse earlier pixels only when it is unchanged."""
+        return repr((self.color_mode, self.target_size, self.interpolation, self.keep_aspect_ratio))

@@ -280,11 +280,16 @@ def check_and_decode(
     interpolation: Interpolation = "bilinear",
     keep_aspect_ratio: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    data: bytes | None = None,
 ) -> np.ndarray:
-    """decode_image for a file, also refusing content whose format differs from its extension."""
+    """decode_image for a file, also refusing content whose format differs from its extension.
+
+    ``data``: the file's bytes when the caller has read them already (to hash them, say).
+    """
     name = os.fspath(path)
-    with open(path, "rb") as f:
-        data = f.read()
+    if data is None:
+        with open(path, "rb") as f:
+            data = f.read()
     expected = EXTENSION_FORMATS.get(os.path.splitext(name)[1].lower())
     actual = sniff_format(data) if data else None
     if expected is not None and actual is not None and actual != expected:

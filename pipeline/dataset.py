@@ -1,0 +1,155 @@
+"""Reading a prepared dataset: memory-mapped shards per split, and a tf.data pipeline that augments.
+
+>>> ds = PreparedDataset("prepared/digits")
+>>> x, y = ds.arrays("train")                     # memmap-backed, nothing read yet
+>>> train = ds.tf_dataset("train", batch_size=64, augment=AugmentConfig(rotation_range=10), seed=1)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.augment import Augmenter
+from pipeline.config import AugmentConfig
+from pipeline.prepare import CURRENT
+
+
+class ShardedImages:
+    """The images of one split across its shards, indexable like one (N, H, W, C) array."""
+
+    def __init__(self, shards: list[np.ndarray]):
+        self.shards = shards
+        sizes = np.array([len(s) for s in shards], dtype=np.int64)
+        self._starts = np.concatenate([[0], np.cumsum(sizes)])
+        self.shape = (int(self._starts[-1]), *shards[0].shape[1:])
+        self.dtype = shards[0].dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        if isinstance(index, int | np.integer):
+            i = int(index) + (len(self) if index < 0 else 0)
+            if not 0 <= i < len(self):
+                raise IndexError(f"index {index} is out of range for {len(self)} images")
+            s = int(np.searchsorted(self._starts, i, side="right") - 1)
+            return np.asarray(self.shards[s][i - self._starts[s]])
+        rows = np.arange(len(self))[index]
+        out = np.empty((len(rows), *self.shape[1:]), self.dtype)
+        shard_of = np.searchsorted(self._starts, rows, side="right") - 1
+        for s in np.unique(shard_of):
+            mask = shard_of == s
+            out[mask] = self.shards[s][rows[mask] - self._starts[s]]
+        return out
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        whole = (
+            np.concatenate([np.asarray(s) for s in self.shards])
+            if len(self.shards) > 1
+            else np.asarray(self.shards[0])
+        )
+        return whole.astype(dtype, copy=False) if dtype is not None else whole
+
+
+class PreparedDataset:
+    """A prepared dataset folder (its CURRENT version, or ``version=`` to pin one)."""
+
+    def __init__(self, path: str | Path, version: str | None = None):
+        root = Path(path)
+        if version is None:
+            pointer = root / CURRENT
+            if not pointer.exists():
+                raise FileNotFoundError(f"{root} holds no prepared dataset (no {CURRENT} file)")
+            version = pointer.read_text().strip()
+        self.dir = root / "versions" / version
+        self.manifest: dict[str, Any] = json.loads((self.dir / "manifest.json").read_text())
+        self.version = version
+        self.classes: list[str] = self.manifest["classes"]
+        self.image_shape = tuple(self.manifest["image_shape"])
+        self.splits = [s for s, info in self.manifest["splits"].items() if info["count"]]
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{s}={self.manifest['splits'][s]['count']}" for s in self.splits)
+        return f"PreparedDataset({self.dir}, {counts}, {len(self.classes)} classes)"
+
+    @property
+    def report(self) -> dict[str, Any]:
+        return json.loads((self.dir / "report.json").read_text())
+
+    def images(self, split: str) -> ShardedImages:
+        info = self._split(split)
+        return ShardedImages([np.load(self.dir / name, mmap_mode="r") for name in info["shards"]])
+
+    def labels(self, split: str) -> np.ndarray:
+        self._split(split)
+        return np.load(self.dir / split / "labels.npy")
+
+    def arrays(self, split: str) -> tuple[ShardedImages, np.ndarray]:
+        return self.images(split), self.labels(split)
+
+    def mean_std(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel mean and std of the train split on the 0-255 scale (featurewise statistics)."""
+        stats = self.manifest["stats"]
+        return np.array(stats["train_mean"]), np.array(stats["train_std"])
+
+    def batches(
+        self,
+        split: str,
+        batch_size: int = 32,
+        augment: AugmentConfig | Augmenter | None = None,
+        epoch: int = 0,
+        seed: int = 0,
+        shuffle: bool = True,
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """One epoch of (images, labels) batches; sample i of epoch e is augmented with key (seed, e, i)."""
+        images, labels = self.arrays(split)
+        augmenter = augment if isinstance(augment, Augmenter) else Augmenter(augment or AugmentConfig())
+        order = (
+            np.random.default_rng([seed, epoch]).permutation(len(images))
+            if shuffle
+            else np.arange(len(images))
+        )
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            batch, _ = augmenter.augment_batch(images[idx], idx, epoch=epoch, seed=seed)
+            yield batch, labels[idx]
+
+    def tf_dataset(
+        self,
+        split: str,
+        batch_size: int = 32,
+        augment: AugmentConfig | Augmenter | None = None,
+        seed: int = 0,
+        shuffle: bool = True,
+        epochs: int | None = None,
+        first_epoch: int = 0,
+    ) -> Any:
+        """A prefetched ``tf.data.Dataset`` of augmented batches, epoch after epoch (``epochs=None``:
+        forever; give ``model.fit`` its ``steps_per_epoch``)."""
+        import tensorflow as tf
+
+        augmenter = augment if isinstance(augment, Augmenter) else Augmenter(augment or AugmentConfig())
+        labels = self.labels(split)
+
+        def generate() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            epoch = first_epoch
+            while epochs is None or epoch < first_epoch + epochs:
+                yield from self.batches(split, batch_size, augmenter, epoch, seed, shuffle)
+                epoch += 1
+
+        spec = (
+            tf.TensorSpec((None, *self.image_shape), tf.as_dtype(augmenter.output_dtype)),
+            tf.TensorSpec((None, *labels.shape[1:]), tf.as_dtype(labels.dtype)),
+        )
+        return tf.data.Dataset.from_generator(generate, output_signature=spec).prefetch(tf.data.AUTOTUNE)
+
+    def _split(self, split: str) -> dict[str, Any]:
+        info = self.manifest["splits"].get(split)
+        if info is None:
+            raise KeyError(f"no split {split!r} in {self.dir}; splits: {', '.join(self.manifest['splits'])}")
+        return info

@@ -1,0 +1,492 @@
+"""Dataset preparation: scan, decode and validate in chunks, split, write a new version atomically.
+
+The steps are plain functions so that a Prefect flow (``flows/prepare.py``) can run the chunks in
+parallel, on threads or on a Dask cluster; chunks pass file paths and small records, not arrays.
+
+Layout of a prepared dataset folder::
+
+    OUT/CURRENT                      name of the complete version to read (replaced atomically)
+    OUT/versions/v00003/manifest.json, report.json
+    OUT/versions/v00003/<split>/images-00000.npy ...   uint8 (n, H, W, C) shards, memory-mappable
+    OUT/versions/v00003/<split>/labels.npy
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from pipeline.config import PrepareConfig
+from pipeline.ingest import (
+    ImageProblem,
+    check_and_decode,
+    load_bundled_digits,
+    load_idx_dataset,
+    load_keras_dataset,
+    load_npz,
+    read_manifest,
+    scan_class_folders,
+)
+from pipeline.ingest.decode import resize
+
+CURRENT = "CURRENT"
+_IDX_IMAGES = re.compile(r"images[-.]idx3[-.]ubyte")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One sample to prepare: a file (``path``) or a row of an array source (``index``)."""
+
+    key: str
+    labels: tuple[str, ...]
+    path: str | None = None
+    index: int | None = None
+
+
+@dataclass(frozen=True)
+class RunDirs:
+    out: Path
+    staging: Path
+    run_id: str
+
+
+@dataclass
+class ChunkRecord:
+    """What decoding one chunk produced: small enough to travel between processes."""
+
+    chunk_id: int
+    pixels: str | None  # staging .npy with one row per kept item, in ``keys`` order
+    keys: list[str] = field(default_factory=list)
+    hashes: list[str] = field(default_factory=list)
+    labels: list[tuple[str, ...]] = field(default_factory=list)
+    quarantined: list[dict[str, str]] = field(default_factory=list)
+    decoded: int = 0
+    reused: int = 0
+
+
+@dataclass
+class PrepareResult:
+    version_dir: Path
+    report: dict[str, Any]
+    unchanged: bool = False
+
+
+# ---- sources ------------------------------------------------------------------------------------
+def resolve_kind(cfg: PrepareConfig) -> str:
+    if cfg.kind != "auto":
+        return cfg.kind
+    if cfg.source == "digits":
+        return "digits"
+    if cfg.source.startswith("keras:"):
+        return "keras"
+    path = Path(cfg.source)
+    if not path.exists():
+        raise FileNotFoundError(f"source not found: {cfg.source}")
+    if path.is_dir():
+        return "idx" if any(_IDX_IMAGES.search(p.name) for p in path.iterdir()) else "folders"
+    if path.suffix.lower() == ".csv":
+        return "manifest"
+    if path.suffix.lower() == ".npz":
+        return "npz"
+    if _IDX_IMAGES.search(path.name):
+        return "idx"
+    raise ValueError(
+        f"cannot tell what kind of source {cfg.source} is: expected a folder, a .csv manifest, an .npz "
+        "file, an IDX images file, 'digits' or 'keras:<name>' (or set kind)"
+    )
+
+
+@functools.lru_cache(maxsize=2)
+def load_arrays(kind: str, source: str) -> tuple[np.ndarray, list[str], list[str]]:
+    """An array source as uint8 (N, H, W, C) images, their labels and their keys. Cached per process."""
+    if kind == "digits":
+        images, labels, _ = load_bundled_digits()
+        return images, [str(v) for v in labels], [f"digits:{i}" for i in range(len(images))]
+    if kind == "keras":
+        name = source.split(":", 1)[1]
+        (xa, ya), (xb, yb) = load_keras_dataset(name)
+        images = np.concatenate([xa, xb])
+        keys = [f"{name}:train:{i}" for i in range(len(xa))] + [f"{name}:test:{i}" for i in range(len(xb))]
+        return _uint8(images, source), [str(v) for v in np.concatenate([ya, yb])], keys
+    if kind == "npz":
+        images, labels = load_npz(source)
+        return (
+            _uint8(images, source),
+            [str(v) for v in labels],
+            [f"{Path(source).name}:{i}" for i in range(len(images))],
+        )
+    if kind == "idx":
+        path = Path(source)
+        image_files = (
+            sorted(p for p in path.iterdir() if _IDX_IMAGES.search(p.name)) if path.is_dir() else [path]
+        )
+        parts, labels, keys = [], [], []
+        for f in image_files:
+            label_file = f.with_name(f.name.replace("images", "labels").replace("idx3", "idx1"))
+            x, y = load_idx_dataset(f, label_file)
+            stem = _IDX_IMAGES.split(f.name)[0].rstrip("-.") or f.name
+            parts.append(x)
+            labels += [str(v) for v in y]
+            keys += [f"{stem}:{i}" for i in range(len(x))]
+        return np.concatenate(parts), labels, keys
+    raise ValueError(f"{kind} is not an array source")
+
+
+def _uint8(images: np.ndarray, source: str) -> np.ndarray:
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.dtype != np.uint8:
+        raise ValueError(f"{source}: images must be uint8 0-255, but got {images.dtype}")
+    return images
+
+
+def scan(cfg: PrepareConfig) -> list[Item]:
+    """List every sample of the source with its labels; nothing is decoded."""
+    kind = resolve_kind(cfg)
+    if kind == "folders":
+        root = Path(cfg.source)
+        samples = scan_class_folders(root, follow_links=cfg.follow_links)
+        return [Item(str(Path(s.path).relative_to(root)), s.labels, path=s.path) for s in samples]
+    if kind == "manifest":
+        root = Path(cfg.source).parent
+        samples = read_manifest(cfg.source, allow_outside_root=cfg.allow_outside_root)
+        return [Item(os.path.relpath(s.path, root), s.labels, path=s.path) for s in samples]
+    _, labels, keys = load_arrays(kind, cfg.source)
+    return [Item(k, (lab,), index=i) for i, (k, lab) in enumerate(zip(keys, labels, strict=True))]
+
+
+def chunked(items: list[Item], size: int) -> list[list[Item]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+# ---- runs and chunks ------------------------------------------------------------------------------
+def start_run(cfg: PrepareConfig) -> RunDirs:
+    """Create this run's staging folder; leftovers of killed runs are removed first."""
+    out = Path(cfg.out)
+    (out / "versions").mkdir(parents=True, exist_ok=True)
+    for stale in [*out.glob(".staging-*"), *(out / "versions").glob(".tmp-*")]:
+        shutil.rmtree(stale, ignore_errors=True)
+    run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    staging = out / f".staging-{run_id}"
+    staging.mkdir()
+    return RunDirs(out, staging, run_id)
+
+
+def current_version(out: str | Path) -> Path | None:
+    pointer = Path(out) / CURRENT
+    if not pointer.exists():
+        return None
+    return Path(out) / "versions" / pointer.read_text().strip()
+
+
+@functools.lru_cache(maxsize=4)
+def _previous_index(version_dir: str, fingerprint: str) -> dict[str, tuple[str, int]]:
+    """content hash -> (shard file, row) of the pixels an earlier version holds, if decoded alike."""
+    manifest = json.loads((Path(version_dir) / "manifest.json").read_text())
+    if manifest.get("decode_fingerprint") != fingerprint:
+        return {}
+    return {f["hash"]: (str(Path(version_dir) / f["shard"]), f["row"]) for f in manifest["files"]}
+
+
+def _hash(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def decode_chunk(cfg: PrepareConfig, items: list[Item], staging: Path, chunk_id: int) -> ChunkRecord:
+    """Decode (or reuse from the current version, by content hash) one chunk; bad files are
+    quarantined with their reason, never raised."""
+    record = ChunkRecord(chunk_id, None)
+    previous = current_version(cfg.out)
+    reuse = _previous_index(str(previous), cfg.decode_fingerprint()) if previous else {}
+    arrays = None if items and items[0].path is not None else load_arrays(resolve_kind(cfg), cfg.source)[0]
+    pixels: list[np.ndarray] = []
+    for item in items:
+        try:
+            if item.path is not None:
+                with open(item.path, "rb") as f:
+                    data = f.read()
+                digest = _hash(data)
+                if digest in reuse:
+                    shard, row = reuse[digest]
+                    image = np.array(_open_shard(shard)[row])
+                    record.reused += 1
+                else:
+                    image = check_and_decode(
+                        item.path, cfg.color_mode, cfg.target_size, cfg.interpolation,
+                        cfg.keep_aspect_ratio, cfg.max_pixels, data=data,
+                    )  # fmt: skip
+                    record.decoded += 1
+            else:
+                assert arrays is not None and item.index is not None
+                image = arrays[item.index]
+                if cfg.target_size is not None and image.shape[:2] != tuple(cfg.target_size):
+                    image = resize(image, tuple(cfg.target_size), cfg.interpolation, cfg.keep_aspect_ratio)
+                    image = image if image.ndim == 3 else image[..., None]
+                digest = _hash(np.ascontiguousarray(image).tobytes())
+        except ImageProblem as err:
+            record.quarantined.append({"key": item.key, "reason": err.reason, "message": str(err)})
+            continue
+        except OSError as err:
+            record.quarantined.append(
+                {"key": item.key, "reason": "unreadable", "message": f"{item.path}: {err}"}
+            )
+            continue
+        pixels.append(image)
+        record.keys.append(item.key)
+        record.hashes.append(digest)
+        record.labels.append(item.labels)
+    if pixels:
+        shapes = sorted({p.shape for p in pixels})
+        if len(shapes) > 1:
+            raise ValueError(
+                f"images differ in size ({', '.join('x'.join(map(str, s)) for s in shapes[:4])}): "
+                "set target_size so that every image is resized to one size"
+            )
+        path = staging / f"chunk-{chunk_id:05d}.npy"
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, np.stack(pixels))
+        os.replace(tmp, path)
+        record.pixels = str(path)
+    return record
+
+
+@functools.lru_cache(maxsize=64)
+def _open_shard(path: str) -> np.ndarray:
+    return np.load(path, mmap_mode="r")
+
+
+# ---- splitting and writing ---------------------------------------------------------------------------
+def split_of(key: str, splits: dict[str, float], salt: str) -> str:
+    """Stable split from a hash of the key: adding files never moves existing ones. Every class is
+    cut at the same thresholds, so each split holds each class in the configured proportion."""
+    u = int.from_bytes(hashlib.sha256(f"{salt}\0{key}".encode()).digest()[:8], "big") / 2**64
+    edge = 0.0
+    for name, fraction in splits.items():
+        edge += fraction
+        if u < edge:
+            return name
+    return next(reversed(splits))
+
+
+def finalize(cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord]) -> PrepareResult:
+    """Split, report, write shards and manifest into a new version, then switch CURRENT to it."""
+    try:
+        return _finalize(cfg, run, records)
+    finally:
+        _open_shard.cache_clear()  # release the staging files' mappings before deleting them
+        shutil.rmtree(run.staging, ignore_errors=True)
+
+
+def _finalize(cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord]) -> PrepareResult:
+    records = sorted(records, key=lambda r: r.chunk_id)
+    rows = [
+        (key, digest, labels, rec.pixels, i)
+        for rec in records
+        for i, (key, digest, labels) in enumerate(zip(rec.keys, rec.hashes, rec.labels, strict=True))
+    ]
+    quarantined = [q for rec in records for q in rec.quarantined]
+    if not rows:
+        raise ValueError(f"no usable image in {cfg.source}: {len(quarantined)} quarantined")
+    shapes = {_open_shard(p).shape[1:] for p in {r[3] for r in rows}}
+    if len(shapes) > 1:
+        raise ValueError(f"images differ in size {sorted(shapes)}: set target_size")
+    image_shape = shapes.pop()
+    rows.sort(key=lambda r: r[0])
+    classes = sorted({lab for r in rows for lab in r[2]})
+    multi_label = any(len(r[2]) != 1 for r in rows)
+    fingerprint = _hash(
+        json.dumps([[r[0], r[1], list(r[2])] for r in rows]).encode()
+        + repr((cfg.splits, cfg.split_salt, cfg.shard_size, cfg.decode_fingerprint())).encode()
+    )
+    previous = current_version(cfg.out)
+    if previous is not None and (previous / "manifest.json").exists():
+        old = json.loads((previous / "manifest.json").read_text())
+        if old.get("fingerprint") == fingerprint:
+            report = json.loads((previous / "report.json").read_text())
+            report["unchanged"] = True
+            report["decoded"] = sum(r.decoded for r in records)
+            return PrepareResult(previous, report, unchanged=True)
+
+    split_rows: dict[str, list[tuple[Any, ...]]] = {name: [] for name in cfg.splits}
+    for r in rows:
+        split_rows[split_of(r[0], cfg.splits, cfg.split_salt)].append(r)
+
+    versions = run.out / "versions"
+    numbers = [int(p.name[1:]) for p in versions.glob("v[0-9]*") if p.name[1:].isdigit()]
+    name = f"v{max(numbers, default=0) + 1:05d}"
+    tmp = versions / f".tmp-{run.run_id}"
+    tmp.mkdir()
+    files: list[dict[str, Any]] = []
+    split_info: dict[str, Any] = {}
+    sums = np.zeros(image_shape[-1])
+    sumsq = np.zeros(image_shape[-1])
+    pixels_seen = 0
+    for split, srows in split_rows.items():
+        (tmp / split).mkdir()
+        shards = []
+        for s, start in enumerate(range(0, max(len(srows), 1), cfg.shard_size)):
+            part = srows[start : start + cfg.shard_size]
+            shard_name = f"{split}/images-{s:05d}.npy"
+            out = np.lib.format.open_memmap(
+                tmp / shard_name, mode="w+", dtype=np.uint8, shape=(len(part), *image_shape)
+            )
+            for row, (key, digest, labels, pixels, i) in enumerate(part):
+                out[row] = _open_shard(pixels)[i]
+                files.append({"key": key, "hash": digest, "labels": list(labels), "split": split,
+                              "shard": shard_name, "row": row})  # fmt: skip
+            for b in range(0, len(part) if split == "train" else 0, 256):  # bounded memory
+                block = np.asarray(out[b : b + 256], dtype=np.float64)
+                sums += block.sum(axis=(0, 1, 2))
+                sumsq += np.einsum("nhwc,nhwc->c", block, block)
+                pixels_seen += block.shape[0] * block.shape[1] * block.shape[2]
+            out.flush()
+            del out
+            shards.append(shard_name)
+        labels_array = _label_array([r[2] for r in srows], classes, multi_label)
+        np.save(tmp / split / "labels.npy", labels_array)
+        counts = {c: 0 for c in classes}
+        for r in srows:
+            for lab in r[2]:
+                counts[lab] += 1
+        split_info[split] = {"count": len(srows), "shards": shards, "class_counts": counts}
+
+    mean = sums / max(pixels_seen, 1)
+    std = np.sqrt(np.maximum(sumsq / max(pixels_seen, 1) - mean**2, 0))
+    report = _report(cfg, records, rows, split_rows, quarantined, classes)
+    manifest = {
+        "version": name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "run_id": run.run_id,
+        "source": {"kind": resolve_kind(cfg), "path": cfg.source},
+        "config": cfg.model_dump(mode="json"),
+        "image_shape": list(image_shape),
+        "classes": classes,
+        "multi_label": multi_label,
+        "splits": split_info,
+        "stats": {"train_mean": mean.tolist(), "train_std": std.tolist(), "scale": "0-255"},
+        "fingerprint": fingerprint,
+        "decode_fingerprint": cfg.decode_fingerprint(),
+        "packages": _versions(),
+        "files": files,
+        "quarantined": quarantined,
+    }
+    (tmp / "report.json").write_text(json.dumps(report, indent=2))
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    final = versions / name
+    os.replace(tmp, final)
+    pointer = run.out / f".{CURRENT}.{run.run_id}"
+    pointer.write_text(name + "\n")
+    os.replace(pointer, run.out / CURRENT)  # the switch: readers see the old or the new version, whole
+    return PrepareResult(final, report)
+
+
+def _label_array(labels: list[tuple[str, ...]], classes: list[str], multi_label: bool) -> np.ndarray:
+    index = {c: i for i, c in enumerate(classes)}
+    if not multi_label:
+        return np.array([index[lab[0]] for lab in labels], dtype=np.int64)
+    out = np.zeros((len(labels), len(classes)), np.uint8)
+    for r, labs in enumerate(labels):
+        out[r, [index[lab] for lab in labs]] = 1
+    return out
+
+
+def _report(
+    cfg: PrepareConfig,
+    records: list[ChunkRecord],
+    rows: list[tuple[Any, ...]],
+    split_rows: dict[str, list[tuple[Any, ...]]],
+    quarantined: list[dict[str, str]],
+    classes: list[str],
+) -> dict[str, Any]:
+    split_of_key = {r[0]: split for split, srows in split_rows.items() for r in srows}
+    by_hash: dict[str, list[str]] = {}
+    for r in rows:
+        by_hash.setdefault(r[1], []).append(r[0])
+    duplicates = [sorted(keys) for keys in by_hash.values() if len(keys) > 1]
+    leakage = [
+        {"keys": keys, "splits": sorted({split_of_key[k] for k in keys})}
+        for keys in duplicates
+        if len({split_of_key[k] for k in keys}) > 1
+    ]
+    totals = {c: sum(1 for r in rows if c in r[2]) for c in classes}
+    nonzero = [v for v in totals.values() if v]
+    return {
+        "images": len(rows),
+        "quarantined": quarantined,
+        "duplicates": duplicates,
+        "leakage": leakage,
+        "class_counts": totals,
+        "split_counts": {s: len(v) for s, v in split_rows.items()},
+        "imbalance": (max(nonzero) / min(nonzero)) if nonzero else None,
+        "decoded": sum(r.decoded for r in records),
+        "reused": sum(r.reused for r in records),
+        "unchanged": False,
+    }
+
+
+def _versions() -> dict[str, str]:
+    out = {"opencv": cv2.__version__, "numpy": np.__version__}
+    for dist in ("augpipe", "pillow"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def summary_markdown(result: PrepareResult) -> str:
+    """Counts per split and class, quarantined files and why, duplicates and leakage."""
+    r = result.report
+    lines = [
+        f"# Prepared dataset {result.version_dir.name}" + (" (unchanged)" if result.unchanged else ""),
+        "",
+    ]
+    lines += [f"{r['images']} images; {len(r['quarantined'])} quarantined; "
+              f"{r['decoded']} decoded, {r['reused']} reused", ""]  # fmt: skip
+    lines += ["| split | images |", "|---|---:|"] + [f"| {s} | {n} |" for s, n in r["split_counts"].items()]
+    lines += ["", "| class | images |", "|---|---:|"] + [
+        f"| {c} | {n} |" for c, n in r["class_counts"].items()
+    ]
+    if r["imbalance"]:
+        lines += ["", f"Imbalance (largest / smallest class): {r['imbalance']:.2f}"]
+    if r["quarantined"]:
+        lines += ["", "| quarantined | reason |", "|---|---|"]
+        lines += [f"| {q['key']} | {q['reason']}: {q['message']} |" for q in r["quarantined"]]
+    if r["duplicates"]:
+        lines += [
+            "",
+            f"{len(r['duplicates'])} groups of identical images; {len(r['leakage'])} span splits (leakage)",
+        ]
+        lines += [f"- leakage: {', '.join(g['keys'])} in {', '.join(g['splits'])}" for g in r["leakage"]]
+    return "\n".join(lines) + "\n"
+
+
+def prepare(cfg: PrepareConfig) -> PrepareResult:
+    """The whole preparation in this process (the Prefect flow runs the same steps in parallel)."""
+    run = start_run(cfg)
+    try:
+        records = [
+            decode_chunk(cfg, chunk, run.staging, i)
+            for i, chunk in enumerate(chunked(scan(cfg), cfg.chunk_size))
+        ]
+    except BaseException:
+        shutil.rmtree(run.staging, ignore_errors=True)
+        raise
+    return finalize(cfg, run, records)
+
+
+def result_dict(result: PrepareResult) -> dict[str, Any]:
+    return {**asdict(result), "version_dir": str(result.version_dir)}
