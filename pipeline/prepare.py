@@ -16,11 +16,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import multiprocessing as mp
 import os
 import re
 import shutil
 import time
 import uuid
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -157,9 +159,9 @@ def scan(cfg: PrepareConfig) -> list[Item]:
     """List every sample of the source with its labels; nothing is decoded."""
     kind = resolve_kind(cfg)
     if kind == "folders":
-        root = Path(cfg.source)
-        samples = scan_class_folders(root, follow_links=cfg.follow_links)
-        return [Item(str(Path(s.path).relative_to(root)), s.labels, path=s.path) for s in samples]
+        samples = scan_class_folders(cfg.source, follow_links=cfg.follow_links)
+        cut = len(os.path.join(cfg.source, ""))
+        return [Item(s.path[cut:], s.labels, path=s.path) for s in samples]
     if kind == "manifest":
         root = Path(cfg.source).parent
         samples = read_manifest(cfg.source, allow_outside_root=cfg.allow_outside_root)
@@ -343,10 +345,15 @@ def _finalize(cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord]) -> P
             out = np.lib.format.open_memmap(
                 tmp / shard_name, mode="w+", dtype=np.uint8, shape=(len(part), *image_shape)
             )
+            by_chunk: dict[str, tuple[list[int], list[int]]] = {}
             for row, (key, digest, labels, pixels, i) in enumerate(part):
-                out[row] = _open_shard(pixels)[i]
+                dst_rows, src_rows = by_chunk.setdefault(pixels, ([], []))
+                dst_rows.append(row)
+                src_rows.append(i)
                 files.append({"key": key, "hash": digest, "labels": list(labels), "split": split,
                               "shard": shard_name, "row": row})  # fmt: skip
+            for pixels, (dst_rows, src_rows) in by_chunk.items():
+                out[dst_rows] = _open_shard(pixels)[src_rows]
             for b in range(0, len(part) if split == "train" else 0, 256):  # bounded memory
                 block = np.asarray(out[b : b + 256], dtype=np.float64)
                 sums += block.sum(axis=(0, 1, 2))
@@ -384,7 +391,7 @@ def _finalize(cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord]) -> P
         "quarantined": quarantined,
     }
     (tmp / "report.json").write_text(json.dumps(report, indent=2))
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    (tmp / "manifest.json").write_text(json.dumps(manifest, separators=(",", ":")))  # C encoder: fast
     final = versions / name
     os.replace(tmp, final)
     pointer = run.out / f".{CURRENT}.{run.run_id}"
@@ -474,14 +481,19 @@ def summary_markdown(result: PrepareResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def prepare(cfg: PrepareConfig) -> PrepareResult:
-    """The whole preparation in this process (the Prefect flow runs the same steps in parallel)."""
+def prepare(cfg: PrepareConfig, workers: int = 1) -> PrepareResult:
+    """The whole preparation from this process, decoding chunks on ``workers`` processes (the
+    Prefect flow runs the same steps as tasks, on threads or a Dask cluster)."""
     run = start_run(cfg)
+    chunks = chunked(scan(cfg), cfg.chunk_size)
     try:
-        records = [
-            decode_chunk(cfg, chunk, run.staging, i)
-            for i, chunk in enumerate(chunked(scan(cfg), cfg.chunk_size))
-        ]
+        if workers > 1:
+            ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+            with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+                futures = [pool.submit(decode_chunk, cfg, c, run.staging, i) for i, c in enumerate(chunks)]
+                records = [f.result() for f in futures]
+        else:
+            records = [decode_chunk(cfg, c, run.staging, i) for i, c in enumerate(chunks)]
     except BaseException:
         shutil.rmtree(run.staging, ignore_errors=True)
         raise

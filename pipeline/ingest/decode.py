@@ -204,6 +204,36 @@ def _validate_options(
         raise ValueError(f"max_pixels must be positive, but got {max_pixels}")
 
 
+def _pil_open(data: bytes, fmt: str, name: str) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns between its limit and twice it; max_pixels makes the decision instead.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data))  # lazy: reads the header only
+    except Image.DecompressionBombError as exc:
+        raise ImageProblem("too_large", f"{name}: {exc}") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageProblem("corrupt", f"{name}: {fmt} header cannot be read: {exc}") from exc
+
+
+def _header(data: bytes, fmt: str, name: str) -> tuple[int, int, int]:
+    """Declared width, height and EXIF orientation, read without decoding any pixel."""
+    if fmt == "png" and len(data) >= 24 and b"eXIf" not in data:
+        # The common case, without Pillow: IHDR's size, and no EXIF chunk to orient by (Pillow would
+        # decode the whole PNG to look for one).
+        width, height = struct.unpack(">II", data[16:24])
+        if width * height > 2 * Image.MAX_IMAGE_PIXELS:
+            raise ImageProblem("too_large", f"{name}: header declares {width}x{height} pixels")
+        return width, height, 1
+    with _pil_open(data, fmt, name) as pil_image:
+        width, height = pil_image.size
+        try:
+            orientation = int(pil_image.getexif().get(_EXIF_ORIENTATION, 1))
+        except (OSError, SyntaxError, ValueError, struct.error):
+            orientation = 1  # unreadable EXIF is not worth refusing the pixels for
+    return width, height, orientation
+
+
 def decode_image(
     data: bytes | str | os.PathLike[str],
     color_mode: ColorMode = "rgb",
@@ -235,30 +265,17 @@ def decode_image(
     if cut is not None:
         raise ImageProblem("truncated", f"{name}: {cut} ({len(data)} bytes)")
 
-    try:
-        with warnings.catch_warnings():
-            # Pillow warns between its limit and twice it; max_pixels makes the decision here instead.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            pil_image = Image.open(io.BytesIO(data))  # lazy: reads the header only
-    except Image.DecompressionBombError as exc:
-        raise ImageProblem("too_large", f"{name}: {exc}") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageProblem("corrupt", f"{name}: {fmt} header cannot be read: {exc}") from exc
-    with pil_image:
-        width, height = pil_image.size
-        if width * height > max_pixels:
-            raise ImageProblem(
-                "too_large",
-                f"{name}: header declares {width}x{height} = {width * height} pixels, "
-                f"above max_pixels={max_pixels}",
-            )
-        try:
-            orientation = int(pil_image.getexif().get(_EXIF_ORIENTATION, 1))
-        except (OSError, SyntaxError, ValueError, struct.error):
-            orientation = 1  # unreadable EXIF is not worth refusing the pixels for
-        # IMREAD_UNCHANGED keeps 16 bits and alpha but ignores EXIF, which _orient applies below.
-        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-        if image is None:
+    width, height, orientation = _header(data, fmt, name)
+    if width * height > max_pixels:
+        raise ImageProblem(
+            "too_large",
+            f"{name}: header declares {width}x{height} = {width * height} pixels, "
+            f"above max_pixels={max_pixels}",
+        )
+    # IMREAD_UNCHANGED keeps 16 bits and alpha but ignores EXIF, which _orient applies below.
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        with _pil_open(data, fmt, name) as pil_image:
             try:
                 image = _decode_with_pillow(pil_image)
             except (OSError, SyntaxError, ValueError) as exc:
