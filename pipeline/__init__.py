@@ -1,16 +1,30 @@
-"""augpipe's library: Keras ImageDataGenerator-faithful augmentation on OpenCV, reproducible per sample."""
+"""augpipe's library: Keras ImageDataGenerator-faithful augmentation on OpenCV, reproducible per sample.
 
+Names load on first use: worker processes that only decode or prepare data do not pay for the
+engine's imports (albumentations, scipy), nor for Keras's (TensorFlow) unless ImageDataGenerator is used.
+"""
+
+from importlib import import_module
 from typing import TYPE_CHECKING
 
-from pipeline.augment import Augmenter
-from pipeline.config import AugmentConfig, ConfigError, PixelTransform
-from pipeline.functional.normalize import FitStats
-from pipeline.params import BatchParams
-from pipeline.workers import AugmentPool
-
 if TYPE_CHECKING:
+    from pipeline.augment import Augmenter
+    from pipeline.config import AugmentConfig, ConfigError, PixelTransform
+    from pipeline.functional.normalize import FitStats
     from pipeline.keras_compat import ImageDataGenerator
+    from pipeline.params import BatchParams
+    from pipeline.workers import AugmentPool
 
+_WHERE = {
+    "AugmentConfig": "pipeline.config",
+    "AugmentPool": "pipeline.workers",
+    "Augmenter": "pipeline.augment",
+    "BatchParams": "pipeline.params",
+    "ConfigError": "pipeline.config",
+    "FitStats": "pipeline.functional.normalize",
+    "ImageDataGenerator": "pipeline.keras_compat",
+    "PixelTransform": "pipeline.config",
+}
 __all__ = [
     "AugmentConfig",
     "AugmentPool",
@@ -24,9 +38,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    # The Keras drop-in imports keras, and with it TensorFlow (seconds): load it on first use only.
-    if name == "ImageDataGenerator":
-        from pipeline.keras_compat import ImageDataGenerator
-
-        return ImageDataGenerator
+    if name in _WHERE:
+        return getattr(import_module(_WHERE[name]), name)
     raise AttributeError(f"module 'pipeline' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])
