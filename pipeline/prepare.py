@@ -238,6 +238,7 @@ def decode_chunk(cfg: PrepareConfig, items: list[Item], staging: Path, chunk_id:
                     image = resize(image, tuple(cfg.target_size), cfg.interpolation, cfg.keep_aspect_ratio)
                     image = image if image.ndim == 3 else image[..., None]
                 digest = _hash(np.ascontiguousarray(image).tobytes())
+                record.decoded += 1  # read from the array source
         except ImageProblem as err:
             record.quarantined.append({"key": item.key, "reason": err.reason, "message": str(err)})
             continue
@@ -320,6 +321,7 @@ def _finalize(cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord]) -> P
             report = json.loads((previous / "report.json").read_text())
             report["unchanged"] = True
             report["decoded"] = sum(r.decoded for r in records)
+            report["reused"] = sum(r.reused for r in records)
             return PrepareResult(previous, report, unchanged=True)
 
     split_rows: dict[str, list[tuple[Any, ...]]] = {name: [] for name in cfg.splits}

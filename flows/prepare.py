@@ -1,0 +1,164 @@
+"""The ``prepare-dataset`` Prefect flow: scan a source, decode chunks in parallel, write a new version.
+
+Run it with :func:`run_prepare` (what ``augpipe prepare`` calls): on Prefect's embedded ephemeral API
+by default, with chunks decoded on threads (OpenCV releases the GIL), or on a Dask cluster when given
+its scheduler address (or ``AUGPIPE_DASK_ADDRESS``). The steps live in :mod:`pipeline.prepare`; the
+tasks here only wrap them, and tasks pass file paths and small records, never pixel arrays.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task, unmapped
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
+from prefect.futures import PrefectFuture, as_completed
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+
+from pipeline import prepare
+from pipeline.config import PrepareConfig
+from pipeline.prepare import ChunkRecord, Item, PrepareResult, RunDirs
+
+DASK_ADDRESS_ENV = "AUGPIPE_DASK_ADDRESS"
+
+# Called as (chunks done, chunks in all) while chunks finish; set by run_prepare for the CLI's bar.
+# A context variable rather than a flow parameter: a callback cannot be a (JSON) flow parameter.
+_on_chunk: ContextVar[Callable[[int, int], None] | None] = ContextVar("augpipe_on_chunk", default=None)
+
+
+def task_runner_for(dask_address: str | None) -> TaskRunner[Any]:
+    """A Dask task runner connected to ``dask_address``, or threads (one per CPU) without one."""
+    if dask_address:
+        from prefect_dask import DaskTaskRunner
+
+        return DaskTaskRunner(address=dask_address)
+    return ThreadPoolTaskRunner(max_workers=os.cpu_count() or 1)
+
+
+def _is_transient(task: Any, task_run: Any, state: Any) -> bool:
+    # Only I/O errors (writing a staging file, a flaky network mount) are worth another try; a bad
+    # config or mixed image sizes fails the same way every time.
+    try:
+        state.result()
+    except OSError:
+        return True
+    except BaseException:
+        return False
+    return False
+
+
+@task(name="scan", cache_policy=NO_CACHE)
+def scan_task(config: PrepareConfig) -> list[Item]:
+    return prepare.scan(config)
+
+
+@task(name="start-run", cache_policy=NO_CACHE)
+def start_run_task(config: PrepareConfig) -> RunDirs:
+    return prepare.start_run(config)
+
+
+@task(
+    name="decode-chunk",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=1,
+    retry_condition_fn=_is_transient,
+)
+def decode_chunk_task(config: PrepareConfig, items: list[Item], staging: Path, chunk_id: int) -> ChunkRecord:
+    return prepare.decode_chunk(config, items, staging, chunk_id)
+
+
+@task(name="finalize", cache_policy=NO_CACHE)
+def finalize_task(config: PrepareConfig, run: RunDirs, records: list[ChunkRecord]) -> PrepareResult:
+    return prepare.finalize(config, run, records)
+
+
+@task(name="report", cache_policy=NO_CACHE)
+def report_task(result: PrepareResult) -> None:
+    """The summary as a markdown artifact and the per-split, per-class counts as a table artifact."""
+    create_markdown_artifact(
+        prepare.summary_markdown(result), key="prepare-summary", description="augpipe prepare"
+    )
+    create_table_artifact(count_rows(result), key="prepare-counts", description="images per class and split")
+
+
+def count_rows(result: PrepareResult) -> list[dict[str, Any]]:
+    """One row per class: its images in each split and in all."""
+    splits = json.loads((result.version_dir / "manifest.json").read_text())["splits"]
+    classes = list(result.report["class_counts"])
+    return [
+        {"class": c, **{s: info["class_counts"].get(c, 0) for s, info in splits.items()},
+         "total": result.report["class_counts"][c]}
+        for c in classes
+    ]  # fmt: skip
+
+
+def _check_runner(dask_address: str | None) -> None:
+    # The task runner is fixed when a flow run starts, so the address cannot switch it afterwards:
+    # refuse rather than silently decode on threads.
+    runner = FlowRunContext.get().task_runner  # type: ignore[union-attr]
+    if dask_address and getattr(runner, "address", None) != dask_address:
+        raise ValueError(
+            f"dask_address={dask_address!r} but this flow run uses {type(runner).__name__}: start it with "
+            f"flows.prepare.run_prepare, or set {DASK_ADDRESS_ENV} where the flow is imported"
+        )
+
+
+def _gather(futures: list[PrefectFuture[ChunkRecord]]) -> list[ChunkRecord]:
+    on_chunk = _on_chunk.get()
+    for done, _ in enumerate(as_completed(futures), start=1):
+        if on_chunk is not None:
+            on_chunk(done, len(futures))
+    return [f.result() for f in futures]
+
+
+@flow(
+    name="prepare-dataset",
+    task_runner=task_runner_for(os.environ.get(DASK_ADDRESS_ENV)),
+    log_prints=False,
+)
+def prepare_dataset(config: PrepareConfig, dask_address: str | None = None) -> PrepareResult:
+    """Prepare ``config.source`` into a new version under ``config.out`` and report what it holds.
+
+    ``dask_address``: the Dask scheduler this run's task runner is connected to (see run_prepare).
+    """
+    _check_runner(dask_address)
+    items = scan_task(config)
+    run = start_run_task(config)
+    chunks = prepare.chunked(items, config.chunk_size)
+    futures = decode_chunk_task.map(unmapped(config), chunks, unmapped(run.staging), range(len(chunks)))
+    result = finalize_task(config, run, _gather(futures))
+    report_task(result)
+    return result
+
+
+@contextmanager
+def _progress(on_chunk: Callable[[int, int], None] | None) -> Iterator[None]:
+    token = _on_chunk.set(on_chunk)
+    try:
+        yield
+    finally:
+        _on_chunk.reset(token)
+
+
+def run_prepare(
+    config: PrepareConfig,
+    dask_address: str | None = None,
+    on_chunk: Callable[[int, int], None] | None = None,
+) -> PrepareResult:
+    """Run the flow, on the Dask cluster at ``dask_address`` (or ``AUGPIPE_DASK_ADDRESS``) if any.
+
+    ``on_chunk(done, total)`` is called in this process as decoded chunks come back.
+    """
+    address = dask_address or os.environ.get(DASK_ADDRESS_ENV) or None
+    runner_flow = prepare_dataset.with_options(task_runner=task_runner_for(address))
+    with _progress(on_chunk):
+        return runner_flow(config, dask_address=address)
