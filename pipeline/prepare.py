@@ -22,6 +22,7 @@ import re
 import shutil
 import time
 import uuid
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -75,6 +76,7 @@ class ChunkRecord:
     hashes: list[str] = field(default_factory=list)
     labels: list[tuple[str, ...]] = field(default_factory=list)
     quarantined: list[dict[str, str]] = field(default_factory=list)
+    splits: list[str] = field(default_factory=list)
     decoded: int = 0
     reused: int = 0
 
@@ -251,6 +253,7 @@ def decode_chunk(cfg: PrepareConfig, items: list[Item], staging: Path, chunk_id:
         record.keys.append(item.key)
         record.hashes.append(digest)
         record.labels.append(item.labels)
+        record.splits.append(split_of(item.key, cfg.splits, cfg.split_salt))
     if pixels:
         shapes = sorted({p.shape for p in pixels})
         if len(shapes) > 1:
@@ -296,9 +299,11 @@ def finalize(cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord]) -> Pr
 def _finalize(cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord]) -> PrepareResult:
     records = sorted(records, key=lambda r: r.chunk_id)
     rows = [
-        (key, digest, labels, rec.pixels, i)
+        (key, digest, labels, rec.pixels, i, split)
         for rec in records
-        for i, (key, digest, labels) in enumerate(zip(rec.keys, rec.hashes, rec.labels, strict=True))
+        for i, (key, digest, labels, split) in enumerate(
+            zip(rec.keys, rec.hashes, rec.labels, rec.splits, strict=True)
+        )
     ]
     quarantined = [q for rec in records for q in rec.quarantined]
     if not rows:
@@ -311,7 +316,9 @@ def _finalize(cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord]) -> P
     classes = sorted({lab for r in rows for lab in r[2]})
     multi_label = any(len(r[2]) != 1 for r in rows)
     fingerprint = _hash(
-        json.dumps([[r[0], r[1], list(r[2])] for r in rows]).encode()
+        json.dumps(
+            [rec.keys + rec.hashes + ["\0".join(lab) for lab in rec.labels] for rec in records]
+        ).encode()
         + repr((cfg.splits, cfg.split_salt, cfg.shard_size, cfg.decode_fingerprint())).encode()
     )
     previous = current_version(cfg.out)
@@ -326,7 +333,7 @@ def _finalize(cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord]) -> P
 
     split_rows: dict[str, list[tuple[Any, ...]]] = {name: [] for name in cfg.splits}
     for r in rows:
-        split_rows[split_of(r[0], cfg.splits, cfg.split_salt)].append(r)
+        split_rows[r[5]].append(r)
 
     versions = run.out / "versions"
     numbers = [int(p.name[1:]) for p in versions.glob("v[0-9]*") if p.name[1:].isdigit()]
@@ -348,7 +355,7 @@ def _finalize(cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord]) -> P
                 tmp / shard_name, mode="w+", dtype=np.uint8, shape=(len(part), *image_shape)
             )
             by_chunk: dict[str, tuple[list[int], list[int]]] = {}
-            for row, (key, digest, labels, pixels, i) in enumerate(part):
+            for row, (key, digest, labels, pixels, i, _) in enumerate(part):
                 dst_rows, src_rows = by_chunk.setdefault(pixels, ([], []))
                 dst_rows.append(row)
                 src_rows.append(i)
@@ -430,7 +437,8 @@ def _report(
         for keys in duplicates
         if len({split_of_key[k] for k in keys}) > 1
     ]
-    totals = {c: sum(1 for r in rows if c in r[2]) for c in classes}
+    counted = Counter(lab for r in rows for lab in r[2])
+    totals = {c: counted[c] for c in classes}
     nonzero = [v for v in totals.values() if v]
     return {
         "images": len(rows),
@@ -487,14 +495,16 @@ def prepare(cfg: PrepareConfig, workers: int = 1) -> PrepareResult:
     """The whole preparation from this process, decoding chunks on ``workers`` processes (the
     Prefect flow runs the same steps as tasks, on threads or a Dask cluster)."""
     run = start_run(cfg)
-    chunks = chunked(scan(cfg), cfg.chunk_size)
     try:
         if workers > 1:
             ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
             with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+                pool.submit(int)  # start the workers (and their imports) while the source is scanned
+                chunks = chunked(scan(cfg), cfg.chunk_size)
                 futures = [pool.submit(decode_chunk, cfg, c, run.staging, i) for i, c in enumerate(chunks)]
                 records = [f.result() for f in futures]
         else:
+            chunks = chunked(scan(cfg), cfg.chunk_size)
             records = [decode_chunk(cfg, c, run.staging, i) for i, c in enumerate(chunks)]
     except BaseException:
         shutil.rmtree(run.staging, ignore_errors=True)
