@@ -180,3 +180,21 @@ def test_killed_run_leaves_previous_version_readable(tmp_path):
     assert ds.version == final.version_dir.name and sum(len(ds.images(s)) for s in ds.splits) == 70000
     assert not list(out.glob(".staging-*")) and not list((out / "versions").glob(".tmp-*"))
     assert (first.version_dir / "manifest.json").exists()
+
+
+def test_tf_dataset_yields_the_reproducible_augmented_batches(tmp_path):
+    from pipeline import AugmentConfig
+
+    prepare(PrepareConfig(source="digits", out=str(tmp_path / "out"), color_mode="grayscale"))
+    ds = PreparedDataset(tmp_path / "out")
+    aug = AugmentConfig(rotation_range=15, zoom_range=0.1)
+    tf_batches = list(
+        ds.tf_dataset("validation", batch_size=50, augment=aug, seed=3, epochs=2).as_numpy_iterator()
+    )
+    expected = list(ds.batches("validation", 50, aug, epoch=0, seed=3)) + list(
+        ds.batches("validation", 50, aug, epoch=1, seed=3)
+    )
+    assert len(tf_batches) == len(expected)
+    for (x, y), (ex, ey) in zip(tf_batches, expected, strict=True):
+        assert x.dtype == np.float32 and np.array_equal(x, ex) and np.array_equal(y, ey)
+    assert not np.array_equal(tf_batches[0][0], expected[len(expected) // 2][0])  # epochs differ
