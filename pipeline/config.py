@@ -45,6 +45,19 @@ def _format_validation_error(cls: type[BaseModel], err: ValidationError) -> str:
     return "; ".join(lines)
 
 
+def _yaml_section(path: str | Path, section: str) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of option names, got {type(data).__name__}")
+    return data.get(section, data)
+
+
 class _Validated(BaseModel):
     """Raises :class:`ConfigError` (one line per bad field) instead of pydantic's ValidationError."""
 
@@ -220,16 +233,8 @@ class AugmentConfig(_Validated):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> AugmentConfig:
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping of option names, got {type(data).__name__}")
-        return cls.parse(data.get("augment", data))
+        """Options from a YAML file: the mapping itself, or its ``augment:`` section."""
+        return cls.parse(_yaml_section(path, "augment"))
 
     def to_yaml(self, path: str | Path | None = None) -> str:
         text = yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -306,16 +311,8 @@ class PrepareConfig(_Validated):
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> PrepareConfig:
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping of option names, got {type(data).__name__}")
-        return cls(**{**data.get("prepare", data), **overrides})
+        """Options from a YAML file (the mapping, or its ``prepare:`` section), then ``overrides``."""
+        return cls(**{**_yaml_section(path, "prepare"), **overrides})
 
     def decode_fingerprint(self) -> str:
         """What decoded pixels depend on: reuse earlier pixels only when it is unchanged."""
