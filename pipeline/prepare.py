@@ -20,6 +20,7 @@ import multiprocessing as mp
 import os
 import re
 import shutil
+import socket
 import time
 import uuid
 from collections import Counter
@@ -178,15 +179,40 @@ def chunked(items: list[Item], size: int) -> list[list[Item]]:
 
 # ---- runs and chunks ------------------------------------------------------------------------------
 def start_run(cfg: PrepareConfig) -> RunDirs:
-    """Create this run's staging folder; leftovers of killed runs are removed first."""
+    """Create this run's staging folder; leftovers of killed runs (their owner process is gone) are
+    removed first, while a run still going in the same folder is left alone."""
     out = Path(cfg.out)
     (out / "versions").mkdir(parents=True, exist_ok=True)
-    for stale in [*out.glob(".staging-*"), *(out / "versions").glob(".tmp-*")]:
-        shutil.rmtree(stale, ignore_errors=True)
+    for staging in out.glob(".staging-*"):
+        if not _owner_alive(staging):
+            run_id = staging.name.removeprefix(".staging-")
+            shutil.rmtree(out / "versions" / f".tmp-{run_id}", ignore_errors=True)
+            shutil.rmtree(staging, ignore_errors=True)
+    live = {p.name.removeprefix(".staging-") for p in out.glob(".staging-*")}
+    for tmp in (out / "versions").glob(".tmp-*"):
+        if tmp.name.removeprefix(".tmp-") not in live:
+            shutil.rmtree(tmp, ignore_errors=True)
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     staging = out / f".staging-{run_id}"
     staging.mkdir()
+    (staging / "owner").write_text(f"{socket.gethostname()} {os.getpid()}\n")
     return RunDirs(out, staging, run_id)
+
+
+def _owner_alive(staging: Path) -> bool:
+    try:
+        host, pid = (staging / "owner").read_text().split()
+    except (OSError, ValueError):
+        return False
+    if host != socket.gethostname():
+        return True  # another machine's run: cannot tell, so keep it
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def current_version(out: str | Path) -> Path | None:

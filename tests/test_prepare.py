@@ -198,3 +198,17 @@ def test_tf_dataset_yields_the_reproducible_augmented_batches(tmp_path):
     for (x, y), (ex, ey) in zip(tf_batches, expected, strict=True):
         assert x.dtype == np.float32 and np.array_equal(x, ex) and np.array_equal(y, ey)
     assert not np.array_equal(tf_batches[0][0], expected[len(expected) // 2][0])  # epochs differ
+
+
+def test_leftovers_of_dead_runs_are_removed_but_live_runs_kept(tmp_path):
+    from pipeline.prepare import start_run
+
+    cfg = PrepareConfig(source="digits", out=str(tmp_path / "out"), color_mode="grayscale")
+    live = start_run(cfg)  # this process is alive: its staging must survive another run's start
+    dead = tmp_path / "out" / ".staging-dead"
+    dead.mkdir()
+    (dead / "owner").write_text(f"{os.uname().nodename} 999999999\n")
+    (tmp_path / "out" / "versions" / ".tmp-dead").mkdir()
+    prepare(cfg)
+    assert live.staging.exists() and not dead.exists()
+    assert not (tmp_path / "out" / "versions" / ".tmp-dead").exists()
