@@ -238,5 +238,42 @@ def prepare(
     _print_prepare_summary(result)
 
 
+@app.command("models")
+def models_command(
+    name: Annotated[str | None, typer.Argument(help="A model to summarise; without it, list them.")] = None,
+    input_shape: Annotated[
+        str | None, typer.Option(help="Input HEIGHTxWIDTHxCHANNELS (default: the model's own).")
+    ] = None,
+    num_classes: Annotated[int, typer.Option(min=2, help="Output classes.")] = 10,
+) -> None:
+    """List the registered convnets, or print one's layers, output shapes and parameters."""
+    import models
+
+    if name is None:
+        table = Table(title="augpipe models")
+        table.add_column("name")
+        table.add_column("default input")
+        for model_name in models.names():
+            table.add_row(model_name, "x".join(map(str, models.default_input_shape(model_name))))
+        console.print(table)
+        return
+    try:
+        shape = (
+            tuple(int(v) for v in input_shape.lower().split("x"))
+            if input_shape
+            else models.default_input_shape(name)
+        )
+        model = models.build(name, shape, num_classes)
+    except ValueError as err:
+        _fail(str(err))
+        return
+    table = Table(title=f"{name}: input {'x'.join(map(str, shape))}, {num_classes} classes")
+    for column in ("layer", "type", "output shape", "params"):
+        table.add_column(column, justify="right" if column == "params" else "left")
+    for layer, kind, out_shape, params in models.summary_rows(model):  # the last row is the total
+        table.add_row(layer, kind, out_shape, f"{params:,}")
+    console.print(table)
+
+
 if __name__ == "__main__":
     app()

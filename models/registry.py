@@ -1,0 +1,55 @@
+"""The model registry: names map to builder functions, imported only when a model is built."""
+
+import inspect
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import keras
+
+# name -> (module, builder function, the input its source material uses); names() keeps this order.
+_BUILDERS = {
+    "shapes_net": ("models.convnets", "shapes_net", (8, 8, 1)),
+    "mnist_convnet": ("models.convnets", "mnist_convnet", (28, 28, 1)),
+    "fashion_convnet": ("models.convnets", "fashion_convnet", (28, 28, 1)),
+    "deep_convnet": ("models.convnets", "deep_convnet", (28, 28, 1)),
+    "lenet5": ("models.lenet", "lenet5", (32, 32, 1)),
+    "alexnet": ("models.alexnet", "alexnet", (227, 227, 3)),
+    "resnet34": ("models.resnet", "resnet34", (224, 224, 3)),
+    "xception_transfer": ("models.xception", "xception_transfer", (299, 299, 3)),
+}
+
+
+def names() -> list[str]:
+    """Registered model names, smallest family first."""
+    return list(_BUILDERS)
+
+
+def default_input_shape(name: str) -> tuple[int, int, int]:
+    """The input shape the model's source material uses."""
+    if name not in _BUILDERS:
+        raise ValueError(f"Unknown model {name!r}; the models are: {', '.join(_BUILDERS)}.")
+    return _BUILDERS[name][2]
+
+
+def build(name: str, input_shape: tuple[int, ...], num_classes: int, **options: Any) -> "keras.Model":
+    """Build the uncompiled model ``name`` for images of ``input_shape`` and a ``num_classes`` softmax.
+
+    options: the builder's keyword options, e.g. ``weights`` for ``xception_transfer``.
+    """
+    if name not in _BUILDERS:
+        raise ValueError(f"Unknown model {name!r}; the models are: {', '.join(_BUILDERS)}.")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an int of at least 2, but got {num_classes!r} instead.")
+    module, function, _ = _BUILDERS[name]
+    builder = getattr(import_module(module), function)
+    accepted = [
+        p.name
+        for p in inspect.signature(builder).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    ]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        takes = f"its options are {', '.join(accepted)}" if accepted else "it takes no options"
+        raise ValueError(f"{name} got unknown option(s) {', '.join(unknown)}; {takes}.")
+    return builder(input_shape, num_classes, **options)
