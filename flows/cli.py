@@ -174,6 +174,8 @@ def prepare(
     """Prepare a dataset: decode, validate and split SOURCE into a new version of OUT (a Prefect flow)."""
     # Prefect's embedded server would otherwise try to send usage telemetry over the network.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if not verbose:  # also keeps the embedded server's start and stop lines out of the summary
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from flows.prepare import run_prepare
     from pipeline.config import PrepareConfig
     from pipeline.prepare import resolve_kind
