@@ -108,7 +108,7 @@ class PreparedDataset:
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """One epoch of (images, labels) batches; sample i of epoch e is augmented with key (seed, e, i)."""
         images, labels = self.arrays(split)
-        augmenter = augment if isinstance(augment, Augmenter) else Augmenter(augment or AugmentConfig())
+        augmenter = _augmenter(augment)
         order = (
             np.random.default_rng([seed, epoch]).permutation(len(images))
             if shuffle
@@ -133,7 +133,7 @@ class PreparedDataset:
         forever; give ``model.fit`` its ``steps_per_epoch``)."""
         import tensorflow as tf
 
-        augmenter = augment if isinstance(augment, Augmenter) else Augmenter(augment or AugmentConfig())
+        augmenter = _augmenter(augment)
         labels = self.labels(split)
 
         def generate() -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -153,3 +153,8 @@ class PreparedDataset:
         if info is None:
             raise KeyError(f"no split {split!r} in {self.dir}; splits: {', '.join(self.manifest['splits'])}")
         return info
+
+
+def _augmenter(augment: AugmentConfig | Augmenter | None) -> Augmenter:
+    """An engine from a config (None: no augmentation, float32 output), or the one given."""
+    return augment if isinstance(augment, Augmenter) else Augmenter(augment or AugmentConfig())
