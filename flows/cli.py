@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -39,6 +41,30 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+def _prefect_defaults(verbose: bool = True) -> None:
+    """Defaults for flows on Prefect's embedded API; a user's own environment settings win."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry over the network
+    # The embedded server shares the machine with the work: on 2 busy cores it needs more than 20 s.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not verbose:  # also keeps the embedded server's start and stop lines out of the summary
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+@contextmanager
+def _quiet_prefect(verbose: bool) -> Iterator[None]:
+    """Prefect's own log lines (and tracebacks of failed runs, which we print as one line) only with
+    --verbose."""
+    prefect_logger = logging.getLogger("prefect")
+    level = prefect_logger.level
+    if not verbose:
+        prefect_logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        prefect_logger.setLevel(level)
+
+
 @app.callback()
 def main() -> None:
     """augpipe's commands."""
@@ -46,32 +72,46 @@ def main() -> None:
 
 @app.command()
 def run(
-    out: Annotated[
-        Path, typer.Option(help="Folder for the results (replaced when the run completes).")
-    ] = Path("augpipe-output"),
+    out: Annotated[Path, typer.Option(help="Folder for every result of the run.")] = Path("augpipe-output"),
     config: Annotated[
         Path | None, typer.Option(help="YAML file of ImageDataGenerator options for the digits.")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same bytes.")] = 0,
-    epochs: Annotated[int, typer.Option(min=1, help="Augmented epochs of the digits.")] = 1,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
+    seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same previews and batches.")] = 0,
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 8,
+    workers: Annotated[int, typer.Option(min=0, help="Augmentation worker processes.")] = 2,
+    model: Annotated[
+        str, typer.Option(help="The convnet to train (see `augpipe models`).")
+    ] = "fashion_convnet",
+    verbose: Annotated[bool, typer.Option("--verbose", help="Show Prefect's flow and task logs.")] = False,
 ) -> None:
-    """Run the main job on the embedded default (scikit-learn's bundled digits and photos)."""
-    from flows.run import run as run_job
-
+    """Run the whole service on the embedded default (scikit-learn's bundled digits): prepare,
+    preview, train a small convnet, record its metrics, and print where each result is."""
+    _prefect_defaults(verbose)
     try:
         cfg = AugmentConfig.from_yaml(config) if config else None
-        with console.status("augmenting the bundled digits..."):
-            result = run_job(out, config=cfg, seed=seed, epochs=epochs, workers=workers)
-    except ConfigError as err:
+        import models
+
+        models.default_input_shape(model)  # an unknown model fails here, before Prefect starts
+        from flows.run import run as run_job
+
+        with (
+            console.status("preparing, previewing and training on the bundled digits..."),
+            _quiet_prefect(verbose),
+        ):
+            result = run_job(out, config=cfg, seed=seed, epochs=epochs, workers=workers, model=model)
+    except (ConfigError, OSError, ValueError) as err:
         _fail(str(err))
         return
-    table = Table(title=f"augpipe run: {result.images} images in {result.seconds:.2f} s "
-                        f"({result.images_per_second:,.0f} images/s, {workers} workers)")  # fmt: skip
+    table = Table(
+        title=f"augpipe run: {model} trained {result.epochs} epochs, test accuracy "
+        f"{result.test_accuracy:.2%}, in {result.seconds:.0f} s"
+    )
     table.add_column("result")
-    table.add_column("path")
+    table.add_column("where")
     for name, path in result.files.items():
         table.add_row(name, str(path))
+    if result.mlflow_run:
+        table.add_row("mlflow run", result.mlflow_run)
     console.print(table)
 
 
@@ -172,10 +212,7 @@ def prepare(
     verbose: Annotated[bool, typer.Option("--verbose", help="Show Prefect's flow and task logs.")] = False,
 ) -> None:
     """Prepare a dataset: decode, validate and split SOURCE into a new version of OUT (a Prefect flow)."""
-    # Prefect's embedded server would otherwise try to send usage telemetry over the network.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    if not verbose:  # also keeps the embedded server's start and stop lines out of the summary
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    _prefect_defaults(verbose)
     from flows.prepare import run_prepare
     from pipeline.config import PrepareConfig
     from pipeline.prepare import resolve_kind
@@ -191,8 +228,6 @@ def prepare(
         "keep_aspect_ratio": keep_aspect_ratio or None,
         "allow_outside_root": allow_outside_root or None,
     }
-    prefect_logger = logging.getLogger("prefect")
-    level = prefect_logger.level
     try:
         if target_size is not None:
             given["target_size"] = _parse_target_size(target_size)
@@ -211,8 +246,6 @@ def prepare(
         if source_kind not in ("digits", "keras"):
             absolute["source"] = os.path.abspath(cfg.source)
         cfg = cfg.model_copy(update=absolute)
-        if not verbose:
-            prefect_logger.setLevel(logging.CRITICAL)
         progress_columns = (
             SpinnerColumn(),
             TextColumn("{task.description}"),
@@ -231,12 +264,11 @@ def prepare(
             def on_chunk(done: int, total: int) -> None:
                 progress.update(bar, description="decoding chunks", completed=done, total=total)
 
-            result = run_prepare(cfg, dask_address=dask, on_chunk=on_chunk)
+            with _quiet_prefect(verbose):
+                result = run_prepare(cfg, dask_address=dask, on_chunk=on_chunk)
     except (ConfigError, OSError, ValueError) as err:
         _fail(str(err))
         return
-    finally:
-        prefect_logger.setLevel(level)
     _print_prepare_summary(result)
 
 
@@ -275,6 +307,266 @@ def models_command(
     for layer, kind, out_shape, params in models.summary_rows(model):  # the last row is the total
         table.add_row(layer, kind, out_shape, f"{params:,}")
     console.print(table)
+
+
+@app.command("train")
+def train_command(
+    dataset: Annotated[
+        str, typer.Argument(help="A prepared dataset folder, or any source `augpipe prepare` accepts.")
+    ] = "digits",
+    model: Annotated[str | None, typer.Option(help="A registered model (see `augpipe models`).")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Epochs.")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Images per batch.")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="rmsprop, adam, adamw or sgd.")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Initial learning rate.")] = None,
+    lr_schedule: Annotated[str | None, typer.Option(help="constant, cosine or exponential.")] = None,
+    augment: Annotated[
+        Path | None, typer.Option(help="YAML file of ImageDataGenerator options for training batches.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of weights, batch order and augmentation.")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=0, help="Augmentation processes (0: in-process).")
+    ] = None,
+    run_name: Annotated[
+        str | None, typer.Option(help="Run folder name; an unfinished run of this name is resumed.")
+    ] = None,
+    runs_dir: Annotated[Path | None, typer.Option(help="Where runs (and MLflow's store) go.")] = None,
+    early_stopping: Annotated[
+        int | None, typer.Option(min=1, help="Stop after this many epochs without improvement.")
+    ] = None,
+    max_train_samples: Annotated[
+        int | None, typer.Option(min=1, help="Train on the first N training images only.")
+    ] = None,
+    mixed_precision: Annotated[
+        bool, typer.Option("--mixed-precision", help="float16 compute (for GPUs with tensor cores).")
+    ] = False,
+    augment_on_device: Annotated[
+        bool, typer.Option("--augment-on-device", help="Apply the affine augmentation in TensorFlow.")
+    ] = False,
+    mlflow_uri: Annotated[
+        str | None, typer.Option(help="MLflow tracking URI (default: SQLite under the runs folder).")
+    ] = None,
+    no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help="Do not record to MLflow.")] = False,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML file of train options; command-line options override it.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Show Prefect's flow and task logs.")] = False,
+) -> None:
+    """Train a model on augmented batches (a Prefect flow); metrics go to the run's folder and MLflow."""
+    _prefect_defaults(verbose)
+    from pipeline.config import TrainConfig
+
+    given: dict[str, Any] = {
+        "model": model, "epochs": epochs, "batch_size": batch_size, "optimizer": optimizer,
+        "learning_rate": learning_rate, "lr_schedule": lr_schedule, "seed": seed, "workers": workers,
+        "run_name": run_name, "runs_dir": None if runs_dir is None else str(runs_dir),
+        "early_stopping_patience": early_stopping, "max_train_samples": max_train_samples,
+        "mixed_precision": mixed_precision or None, "augment_on_device": augment_on_device or None,
+        "mlflow_tracking_uri": mlflow_uri, "mlflow": False if no_mlflow else None,
+    }  # fmt: skip
+    try:
+        if augment is not None:
+            given["augment"] = AugmentConfig.from_yaml(augment)
+        overrides = {k: v for k, v in given.items() if v is not None}
+        if config is not None:
+            cfg = TrainConfig.from_yaml(config, dataset=dataset, **overrides)
+        else:
+            cfg = TrainConfig(dataset=dataset, **overrides)
+        if not (Path(cfg.dataset) / "CURRENT").exists():  # not prepared: fail now if it cannot be
+            from pipeline.config import PrepareConfig
+            from pipeline.prepare import resolve_kind
+
+            resolve_kind(PrepareConfig(source=cfg.dataset, out=cfg.runs_dir, **cfg.prepare_options))
+        if cfg.run_name:  # a finished run, or one started with another config: say so before starting
+            from pipeline.training import resume_state
+
+            resume_state(cfg, Path(cfg.runs_dir) / cfg.run_name)
+        from flows.train import run_train
+
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+            disable=not console.is_terminal,
+        ) as progress:
+            bar = progress.add_task(f"training {cfg.model} on {cfg.dataset}", total=None)
+
+            def on_step(step: int, steps: int) -> None:
+                progress.update(bar, completed=step, total=steps)
+
+            def on_epoch(row: dict[str, Any]) -> None:
+                val = f", val_accuracy {row['val_accuracy']:.4f}" if row["val_accuracy"] is not None else ""
+                progress.console.print(
+                    f"epoch {row['epoch']}: loss {row['loss']:.4f}, accuracy {row['accuracy']:.4f}{val}, "
+                    f"{row['images_per_second']:,.0f} images/s, input wait {row['input_wait_fraction']:.1%}"
+                )
+                next_epoch = f"epoch {row['epoch'] + 1} of {cfg.total_epochs}"
+                progress.update(bar, description=next_epoch, completed=0)
+
+            with _quiet_prefect(verbose):
+                result = run_train(cfg, on_epoch=on_epoch, on_step=on_step)
+    except (ConfigError, OSError, ValueError) as err:
+        _fail(str(err))
+        return
+    _print_train_summary(result)
+
+
+def _print_train_summary(result: Any) -> None:
+    summary = result.summary()
+    title = f"run {summary['run']}: {summary['epochs_run']} epochs"
+    if summary["test_accuracy"] is not None:
+        title += f", test accuracy {summary['test_accuracy']:.2%}"
+    table = Table(title=title)
+    table.add_column("result")
+    table.add_column("path")
+    for name, path in result.files.items():
+        table.add_row(name, str(path))
+    if summary["mlflow_run_id"]:
+        table.add_row("mlflow run", f"{summary['mlflow_run_id']} ({summary['mlflow_tracking_uri']})")
+    console.print(table)
+
+
+@app.command("preview")
+def preview_command(
+    source: Annotated[
+        str, typer.Argument(help="digits, photos, a prepared dataset folder (train split) or an .npz file.")
+    ] = "digits",
+    config: Annotated[
+        Path | None,
+        typer.Option(help="YAML file of ImageDataGenerator options (default: the config of `augpipe run`)."),
+    ] = None,
+    samples: Annotated[int, typer.Option(min=1, help="Images to preview, one row each.")] = 8,
+    copies: Annotated[int, typer.Option(min=1, help="Augmented copies per image (with --sweep: steps).")] = 7,
+    sweep: Annotated[
+        str | None,
+        typer.Option(
+            help="Vary one option across its range, every other option off: rotation_range, "
+            "width_shift_range, height_shift_range, shear_range, zoom_range, brightness_range, "
+            "channel_shift_range or fill_mode (the _range suffix may be left out)."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same bytes.")] = 0,
+    out: Annotated[Path, typer.Option(help="Folder for preview.png and preview.html.")] = Path("previews"),
+    verbose: Annotated[bool, typer.Option("--verbose", help="Show Prefect's flow and task logs.")] = False,
+) -> None:
+    """Preview an augmentation: each image, then augmented copies captioned with their drawn parameters."""
+    _prefect_defaults(verbose)
+    from flows.preview import run_preview
+    from pipeline.preview import source_kind, sweep_option
+
+    try:
+        # Expected mistakes fail here, in one line, before Prefect starts.
+        if config is not None:
+            AugmentConfig.from_yaml(config)
+        option = sweep_option(sweep) if sweep is not None else None
+        source_kind(source)
+        with console.status(f"previewing {source}..."), _quiet_prefect(verbose):
+            config_path = None if config is None else os.path.abspath(config)
+            result = run_preview(source, config_path, samples, copies, option, seed, out)
+    except (ConfigError, OSError, ValueError) as err:
+        _fail(str(err))
+        return
+    what = f"a sweep of {result.sweep}" if result.sweep else f"{result.cols - 1} augmented copies each"
+    console.print(f"preview of {result.rows} images of {source}, {what} (seed {result.seed}):")
+    console.print(f"  picture: {result.png}", soft_wrap=True)
+    console.print(f"  page:    {result.html}", soft_wrap=True)
+
+
+@app.command("serve")
+def serve_command(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Deployments to serve (default: all of prefect.yaml's).")
+    ] = None,
+    pool: Annotated[
+        str | None,
+        typer.Option(help="Start a Prefect worker for this work pool instead (cpu, gpu): see prefect.yaml."),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Flow runs at once, at most.")] = None,
+    file: Annotated[Path, typer.Option(help="The Prefect project file.")] = Path("prefect.yaml"),
+) -> None:
+    """Serve prefect.yaml's deployments from this process, or with --pool start a worker for a work pool."""
+    import sys
+
+    from rich.markup import escape
+
+    from flows import serve as serving
+    from flows.doctor import configured_api_url
+
+    _prefect_defaults()
+    api_url = configured_api_url()
+    try:
+        specs = serving.load_deployments(file)
+        if pool is not None:
+            if names:
+                raise serving.ServeError("give deployment names or --pool, not both: a worker serves a pool")
+            if not api_url:
+                raise serving.ServeError(
+                    "--pool needs PREFECT_API_URL: a worker takes its runs from a Prefect server's work pool"
+                )
+            command = serving.worker_command(pool, specs, limit=limit)
+        else:
+            deployments = serving.runner_deployments(serving.select(specs, names), file.resolve().parent)
+    except serving.ServeError as err:
+        _fail(str(err))
+        return
+    if pool is not None:
+        console.print(f"worker for work pool {escape(pool)!r} on {escape(api_url or '')}", soft_wrap=True)
+        sys.stdout.flush()
+        os.execv(command[0], command)  # the worker replaces this process: signals reach it directly
+        return
+    if not api_url:
+        console.print(
+            "[yellow]note:[/] PREFECT_API_URL is not set: serving on Prefect's embedded API, which lives "
+            "only as long as this process (see docs/team-setup.md for a shared server)",
+            soft_wrap=True,
+        )
+    serving.serve(deployments, limit=limit)
+
+
+@app.command("doctor")
+def doctor_command(
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the Prefect API.")] = 3.0,
+    check_ephemeral: Annotated[
+        bool,
+        typer.Option("--check-ephemeral", help="Without PREFECT_API_URL, start the embedded API to try it."),
+    ] = False,
+) -> None:
+    """Print versions, the GPUs TensorFlow sees, CPUs, and whether the Prefect API answers."""
+    from rich.markup import escape
+
+    from flows.doctor import configured_api_url, diagnose
+
+    _prefect_defaults()
+    with console.status("checking TensorFlow and the Prefect API..."):
+        report = diagnose(configured_api_url(), timeout=timeout, check_ephemeral=check_ephemeral)
+    table = Table(title="augpipe doctor")
+    table.add_column("check")
+    table.add_column("result", overflow="fold")
+    table.add_row("python", escape(report.python))
+    for name, version in report.versions.items():
+        table.add_row(name, escape(version) if version else "[dim]not installed[/]")
+    table.add_section()
+    table.add_row("tensorflow build", escape(report.tensorflow_build))
+    table.add_row("GPUs", escape(", ".join(report.gpus)) or "none visible to TensorFlow")
+    table.add_row("CPUs", f"{report.cpus_usable} usable of {report.cpu_count}")
+    table.add_section()
+    state = {True: "[green]answers[/]", False: "[red]does not answer[/]", None: "[dim]not checked[/]"}
+    where = escape(report.api.url or "embedded (ephemeral)")
+    table.add_row("Prefect API", f"{where}: {state[report.api.answered]}, {escape(report.api.detail)}")
+    console.print(table)
+    for problem in report.problems:
+        console.print(f"[yellow]warning:[/] {escape(problem)}", soft_wrap=True)
+    if not report.ok:
+        where = report.api.url or "the embedded API"
+        console.print(
+            f"[bold red]error:[/] Prefect API {escape(where)} does not answer: {escape(report.api.detail)}",
+            soft_wrap=True,
+        )
+        raise typer.Exit(code=1)
 
 
 if __name__ == "__main__":

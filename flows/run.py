@@ -1,24 +1,24 @@
-"""The main job on the embedded default data: augment the bundled digits and photos, write results.
+"""The main job, ``augpipe run``: the whole service end to end on the embedded default data.
 
-Later issues grow this into prepare -> preview -> train; today it exercises the engine end to end.
+One Prefect flow (on the embedded ephemeral API unless one is configured) runs the service's own
+flows as subflows: prepare scikit-learn's bundled digits into a dataset version, preview the
+augmentation on the digits and on the bundled photos, train a small convnet on augmented batches for
+a few epochs, and record its metrics. Every step writes its results atomically, so an interrupted
+run leaves the earlier results intact.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import numpy as np
+from prefect import flow
 
-from pipeline import AugmentConfig, Augmenter, PixelTransform
-from pipeline.ingest import load_bundled_digits, load_bundled_photos
-from pipeline.preview import grid, save_png
-from pipeline.workers import AugmentPool
+from pipeline import AugmentConfig, PixelTransform
+from pipeline.config import PrepareConfig, TrainConfig
 
 DIGITS_CONFIG = AugmentConfig(
     rotation_range=15, width_shift_range=0.1, height_shift_range=0.1, shear_range=10, zoom_range=0.1
@@ -36,83 +36,98 @@ PHOTOS_CONFIG = AugmentConfig(
         PixelTransform(name="gaussian_blur", params={"blur_limit": (3, 5)}, p=0.3),
     ],
 )
+# A convnet that learns the 8x8 digits in seconds: the source material's Fashion-MNIST network.
+MODEL = "fashion_convnet"
 
 
 @dataclass
 class RunResult:
     out_dir: Path
     files: dict[str, Path] = field(default_factory=dict)
-    images: int = 0
+    test_accuracy: float | None = None
+    epochs: int = 0
     seconds: float = 0.0
-    images_per_second: float = 0.0
+    mlflow_run: str = ""
+
+
+@flow(name="augpipe-run", log_prints=True)
+def main_job(
+    out: str = "augpipe-output",
+    config: AugmentConfig | None = None,
+    seed: int = 0,
+    epochs: int = 8,
+    workers: int = 2,
+    model: str = MODEL,
+) -> dict[str, Any]:
+    """Prepare the digits, preview the augmentation, train ``model`` on augmented batches."""
+    from flows.prepare import prepare_dataset
+    from flows.preview import preview_augmentations
+    from flows.train import train_model
+
+    root = Path(out).resolve()
+    digits_config = config or DIGITS_CONFIG
+    root.mkdir(parents=True, exist_ok=True)
+    config_path = root / "digits_augment.yaml"
+    digits_config.to_yaml(config_path)
+
+    prepared = prepare_dataset(PrepareConfig(source="digits", out=str(root / "prepared" / "digits")))
+    dataset = str(root / "prepared" / "digits")
+    digits_preview = preview_augmentations(
+        source=dataset, config_path=str(config_path), seed=seed, out=str(root / "previews" / "digits")
+    )
+    photos_preview = preview_augmentations(source="photos", seed=seed, out=str(root / "previews" / "photos"))
+    trained = train_model(
+        TrainConfig(
+            dataset=dataset,
+            model=model,
+            epochs=epochs,
+            batch_size=64,
+            optimizer="adam",
+            learning_rate=3e-3,
+            augment=digits_config.model_copy(update={"rescale": 1 / 255}),
+            seed=seed,
+            workers=workers,
+            runs_dir=str(root / "runs"),
+            run_name=f"digits-{time.strftime('%Y%m%d-%H%M%S')}",
+        )  # fmt: skip
+    )
+    return {
+        "dataset": str(prepared.version_dir),
+        "digits preview": str(digits_preview.png),
+        "digits preview page": str(digits_preview.html),
+        "photos preview": str(photos_preview.png),
+        "model": trained["model_path"],
+        "metrics": trained["files"]["metrics"],
+        "summary": trained["files"]["summary"],
+        "confusion matrix": trained["files"]["confusion_matrix"],
+        "tensorboard": trained["files"]["tensorboard"],
+        "mlflow": f"{trained['mlflow_run_id']} in {root / 'runs' / 'mlflow.db'}"
+        if trained["mlflow_run_id"]
+        else "",
+        "augmentation config": str(config_path),
+        "test accuracy": trained["test_accuracy"],
+        "epochs": len(trained["history"]),
+    }
 
 
 def run(
     out_dir: str | Path = "augpipe-output",
     config: AugmentConfig | None = None,
     seed: int = 0,
-    epochs: int = 1,
+    epochs: int = 8,
     workers: int = 2,
-    copies: int = 6,
+    model: str = MODEL,
 ) -> RunResult:
-    """Augment every bundled digit for ``epochs`` epochs and a preview of the photos.
-
-    Everything is written to a temporary folder beside ``out_dir`` and moved into place only when
-    complete, so an interrupted run never leaves a half-written result.
-    """
-    out_dir = Path(out_dir)
-    digits_cfg = config or DIGITS_CONFIG
-    images, labels, classes = load_bundled_digits()
-    augmenter = Augmenter(digits_cfg, output_dtype=np.uint8)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
-        t0 = time.perf_counter()
-        epochs_out = []
-        with AugmentPool(augmenter, workers=workers) as pool:
-            for epoch in range(epochs):
-                epochs_out.append(pool.map(images, epoch=epoch, seed=seed))
-        seconds = time.perf_counter() - t0
-        batch = np.stack(epochs_out)
-        np.savez_compressed(tmp / "digits_augmented.npz", images=batch, labels=labels, classes=classes)
-        params = augmenter.draw(images.shape[1:], np.arange(len(images)), epoch=0, seed=seed)
-        with open(tmp / "digits_params_epoch0.jsonl", "w") as f:
-            for i, p in enumerate(params):
-                f.write(json.dumps({"index": i, **p}) + "\n")
-        digit_rows = [
-            [images[i]] + [batch[e, i] for e in range(epochs)]
-            + [augmenter.augment_batch(images[i : i + 1], [i], epoch=e, seed=seed)[0][0]
-               for e in range(epochs, epochs + copies - 1)]
-            for i in range(8)
-        ]  # fmt: skip
-        save_png(grid(digit_rows), tmp / "digits_preview.png")
-
-        photos, _ = load_bundled_photos()
-        small = photos[:, ::2, ::2].copy()
-        photo_aug = Augmenter(PHOTOS_CONFIG, output_dtype=np.uint8)
-        photo_rows = [
-            [small[i]] + [photo_aug.augment_batch(small[i : i + 1], [i], epoch=e, seed=seed)[0][0]
-                          for e in range(copies)]
-            for i in range(len(small))
-        ]  # fmt: skip
-        save_png(grid(photo_rows, min_cell=160), tmp / "photos_preview.png")
-        digits_cfg.to_yaml(tmp / "digits_config.yaml")
-        PHOTOS_CONFIG.to_yaml(tmp / "photos_config.yaml")
-        summary = {
-            "images": int(batch.shape[0] * batch.shape[1]),
-            "epochs": epochs,
-            "seed": seed,
-            "workers": workers,
-            "seconds": round(seconds, 3),
-            "classes": classes,
-        }
-        (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    files = {p.name: p for p in sorted(out_dir.iterdir())}
-    n = int(batch.shape[0] * batch.shape[1])
-    return RunResult(out_dir, files, n, seconds, n / seconds if seconds else 0.0)
+    """Run the main job in this process (what ``augpipe run`` calls)."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    start = time.perf_counter()
+    out: dict[str, Any] = main_job(
+        out=str(out_dir), config=config, seed=seed, epochs=epochs, workers=workers, model=model,
+        return_state=True,
+    ).result()  # fmt: skip
+    accuracy = float(out.pop("test accuracy"))
+    epochs_run = int(out.pop("epochs"))
+    mlflow = out.pop("mlflow")
+    files = {k: Path(v) for k, v in out.items()}
+    seconds = time.perf_counter() - start
+    return RunResult(Path(out_dir).resolve(), files, accuracy, epochs_run, seconds, mlflow)

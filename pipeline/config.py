@@ -317,3 +317,86 @@ class PrepareConfig(_Validated):
     def decode_fingerprint(self) -> str:
         """What decoded pixels depend on: reuse earlier pixels only when it is unchanged."""
         return repr((self.color_mode, self.target_size, self.interpolation, self.keep_aspect_ratio))
+
+
+class TrainConfig(_Validated):
+    """What ``augpipe train`` trains, on what, and where it records the run.
+
+    ``dataset`` is a prepared dataset folder (``augpipe prepare``'s ``--out``) or any source
+    ``augpipe prepare`` accepts (``digits``, a class-folder tree, a manifest, IDX, .npz,
+    ``keras:<name>``), which is then prepared into ``<runs_dir>/datasets/`` first (unchanged input
+    is not decoded again). ``augment`` is applied to training batches only; its normalisation
+    options (``rescale``, featurewise and samplewise ones) apply to every split, as
+    ImageDataGenerator's ``standardize`` would.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str = "digits"
+    prepare_options: dict[str, Any] = Field(default_factory=dict)
+    model: str = "shapes_net"
+    model_options: dict[str, Any] = Field(default_factory=dict)
+    epochs: int = Field(default=5, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    optimizer: Literal["rmsprop", "adam", "adamw", "sgd"] = "rmsprop"
+    learning_rate: float = Field(default=1e-3, gt=0)
+    lr_schedule: Literal["constant", "cosine", "exponential"] = "constant"
+    lr_decay_rate: float = Field(default=0.9, gt=0, le=1)
+    fine_tune_epochs: int = Field(default=0, ge=0)
+    fine_tune_learning_rate: float = Field(default=1e-5, gt=0)
+    augment: AugmentConfig = Field(default_factory=lambda: AugmentConfig(rescale=1 / 255))
+    augment_on_device: bool = False
+    seed: int = 0
+    deterministic: bool = True
+    workers: int = Field(default=2, ge=0)
+    prefetch: int = Field(default=4, ge=1)
+    mixed_precision: bool = False
+    early_stopping_patience: int | None = Field(default=None, ge=1)
+    max_train_samples: int | None = Field(default=None, ge=1)
+    runs_dir: str = "runs"
+    run_name: str | None = None
+    resume: bool = True
+    tensorboard: bool = True
+    mlflow: bool = True
+    mlflow_tracking_uri: str | None = None
+
+    @field_validator("run_name")
+    @classmethod
+    def _run_name(cls, v: str | None) -> str | None:
+        if v is not None and (not v or v in (".", "..") or "/" in v or "\\" in v):
+            raise ValueError("run_name must be a plain folder name (no path separators)")
+        return v
+
+    @model_validator(mode="after")
+    def _model_known(self) -> TrainConfig:
+        from models.registry import names
+
+        if self.model not in names():
+            raise ValueError(f"unknown model {self.model!r}; the models are: {', '.join(names())}")
+        if self.fine_tune_epochs and self.model != "xception_transfer":
+            raise ValueError(
+                "fine_tune_epochs is the second phase of xception_transfer (frozen base, then all "
+                f"layers); model {self.model!r} has no pretrained base to unfreeze"
+            )
+        if self.prepare_options:
+            PrepareConfig(source=self.dataset, out=self.runs_dir, **self.prepare_options)
+        if self.augment_on_device:
+            from pipeline.functional.tf_geometry import unsupported_options
+
+            unsupported = unsupported_options(self.augment)
+            if unsupported:
+                raise ValueError(
+                    f"augment_on_device applies the affine options in TensorFlow; "
+                    f"{', '.join(unsupported)} cannot run there (Keras applies them after the warp): "
+                    "leave them out or train without augment_on_device"
+                )
+        return self
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> TrainConfig:
+        """Options from a YAML file (the mapping, or its ``train:`` section), then ``overrides``."""
+        return cls(**{**_yaml_section(path, "train"), **overrides})
+
+    @property
+    def total_epochs(self) -> int:
+        return self.epochs + self.fine_tune_epochs

@@ -16,6 +16,7 @@ import numpy as np
 
 from pipeline.augment import Augmenter
 from pipeline.config import AugmentConfig
+from pipeline.params import epoch_order
 from pipeline.prepare import CURRENT
 
 
@@ -109,11 +110,7 @@ class PreparedDataset:
         """One epoch of (images, labels) batches; sample i of epoch e is augmented with key (seed, e, i)."""
         images, labels = self.arrays(split)
         augmenter = _augmenter(augment)
-        order = (
-            np.random.default_rng([seed, epoch]).permutation(len(images))
-            if shuffle
-            else np.arange(len(images))
-        )
+        order = epoch_order(len(images), shuffle, seed, epoch)
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             batch, _ = augmenter.augment_batch(images[idx], idx, epoch=epoch, seed=seed)

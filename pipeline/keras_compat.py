@@ -45,6 +45,7 @@ from PIL import Image, UnidentifiedImageError
 from pipeline.augment import Augmenter
 from pipeline.config import AugmentConfig
 from pipeline.functional.normalize import FitStats
+from pipeline.params import epoch_order
 
 __all__ = ["DataFrameIterator", "DirectoryIterator", "ImageDataGenerator", "Iterator", "NumpyArrayIterator"]
 
@@ -67,13 +68,6 @@ def resolve_seed(seed: int | None) -> int:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer or None, but got {seed!r}")
     return int(seed)
-
-
-def epoch_order(n: int, shuffle: bool, seed: int, epoch: int) -> np.ndarray:
-    """Sample indices in the order epoch ``epoch`` serves them."""
-    if not shuffle:
-        return np.arange(n)
-    return np.random.default_rng([seed, epoch]).permutation(n)
 
 
 def list_class_files(

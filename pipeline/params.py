@@ -185,3 +185,10 @@ def columns_from_dicts(records: Sequence[dict[str, Any]]) -> dict[str, np.ndarra
     for k in ("channel_shift_intensity", "brightness"):
         out[k] = np.array([np.nan if r.get(k) is None else float(r[k]) for r in records], dtype=np.float64)
     return out
+
+
+def epoch_order(n: int, shuffle: bool, seed: int, epoch: int) -> np.ndarray:
+    """Sample indices in the order epoch ``epoch`` serves them."""
+    if not shuffle:
+        return np.arange(n)
+    return np.random.default_rng([seed, epoch]).permutation(n)

@@ -1,11 +1,14 @@
-"""Augment a whole array across worker processes, with the same bytes as one process.
+"""Augment across worker processes, with the same bytes as one process.
 
 Each sample's parameters depend only on (seed, epoch, index), so splitting the work into chunks
 across processes cannot change the result. Images and results travel through memory-mapped files
 (in /dev/shm where it exists), not through pickles.
 
->>> with AugmentPool(Augmenter(cfg), workers=2) as pool:
+>>> with AugmentPool(Augmenter(cfg), workers=2) as pool:     # a whole array at once
 ...     batch = pool.map(images, epoch=0, seed=42)
+>>> with BatchFeeder(Augmenter(cfg), images, labels, batch_size=64, workers=2) as feeder:
+...     for x, y, rows in feeder.epoch(0, seed=42):             # training batches, made ahead
+...         model.train_on_batch(x, y)
 """
 
 from __future__ import annotations
@@ -15,13 +18,15 @@ import multiprocessing as mp
 import os
 import tempfile
 import weakref
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pipeline.augment import Augmenter
+from pipeline.params import epoch_order
 
 _state: dict[str, Any] = {}
 
@@ -66,6 +71,20 @@ def _run_chunk_star(args: tuple[Any, ...]) -> tuple[int, int]:
     return _run_chunk(*args)
 
 
+def _augment_slot(job: dict[str, Any], slot: int, n: int, indices: np.ndarray, epoch: int) -> None:
+    slots = _state.setdefault("slots", {})
+    if job["src"] not in slots:
+        slots.clear()  # one feeder per worker pool: a new buffer replaces the old one
+        slots[job["src"]] = (
+            np.memmap(job["src"], dtype=job["src_dtype"], mode="r", shape=job["src_shape"]),
+            np.memmap(job["dst"], dtype=job["dst_dtype"], mode="r+", shape=job["dst_shape"]),
+        )
+    src, dst = slots[job["src"]]
+    batch, _ = _state["augmenter"].augment_batch(np.asarray(src[slot, :n]), indices, epoch=epoch,
+                                                 seed=job["seed"])  # fmt: skip
+    dst[slot, :n] = batch
+
+
 def _file_offset(view: np.memmap) -> int:
     """Byte offset in its file of a (possibly sliced) memmap's first element."""
     root = view
@@ -95,14 +114,7 @@ class AugmentPool:
         self._free: dict[tuple[tuple[int, ...], str], list[str]] = {}
         self._made = 0
         if workers > 1:
-            # Forking a process whose libraries already run threads (TensorFlow, OpenCV's pool,
-            # BLAS) can deadlock the child; a fork server forks from a clean, single-threaded
-            # process that has imported only the engine.
-            method = start_method or ("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
-            ctx = mp.get_context(method)
-            if method == "forkserver":
-                ctx.set_forkserver_preload(["pipeline.workers"])
-            self._pool = ctx.Pool(workers, initializer=_init_worker, initargs=(augmenter,))
+            self._pool = _start_pool(augmenter, workers, start_method)
             self._tmp = tempfile.TemporaryDirectory(dir=_shared_dir(), prefix="augpipe-")
 
     def map(
@@ -197,6 +209,129 @@ class AugmentPool:
             self._tmp = None
 
     def __enter__(self) -> AugmentPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _start_pool(augmenter: Augmenter, workers: int, start_method: str | None) -> Any:
+    # Forking a process whose libraries already run threads (TensorFlow, OpenCV's pool, BLAS) can
+    # deadlock the child; a fork server forks from a clean, single-threaded process that has
+    # imported only the engine.
+    method = start_method or ("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+    ctx = mp.get_context(method)
+    if method == "forkserver":
+        ctx.set_forkserver_preload(["pipeline.workers"])
+    return ctx.Pool(workers, initializer=_init_worker, initargs=(augmenter,))
+
+
+class BatchFeeder:
+    """Augmented training batches, epoch after epoch, made ahead of use by worker processes.
+
+    Sample ``i`` of the images (its row) is augmented with key (seed, epoch, i), whichever batch it
+    lands in, so batches are the same bytes with any number of workers. Each batch is gathered into
+    one of ``prefetch`` shared slots, a worker augments it in place, and the caller receives a copy
+    while the workers already make the next ones. ``workers=0`` augments in the calling process.
+
+    images: anything indexable by an array of rows giving (n, H, W, C), e.g. a memmap or the
+    ``ShardedImages`` of a prepared dataset.
+    """
+
+    def __init__(
+        self,
+        augmenter: Augmenter,
+        images: Any,
+        labels: np.ndarray,
+        batch_size: int,
+        workers: int = 2,
+        prefetch: int = 4,
+        shuffle: bool = True,
+        start_method: str | None = None,
+    ):
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        if len(images) == 0:
+            raise ValueError("BatchFeeder received no images")
+        if batch_size < 1 or workers < 0 or prefetch < 1:
+            raise ValueError(
+                f"batch_size and prefetch must be >= 1 and workers >= 0, but got {batch_size}, "
+                f"{prefetch} and {workers}"
+            )
+        self.augmenter = augmenter
+        self.images = images
+        self.labels = np.asarray(labels)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.workers = workers
+        self._slots = max(prefetch, workers)
+        self._pool = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if workers:
+            self._pool = _start_pool(augmenter, workers, start_method)
+            self._tmp = tempfile.TemporaryDirectory(dir=_shared_dir(), prefix="augpipe-feed-")
+            first = np.asarray(images[np.arange(1)])
+            probe, _ = augmenter.augment_batch(first, [0])
+            shape = (self._slots, batch_size, *first.shape[1:])
+            out_shape = (self._slots, batch_size, *probe.shape[1:])
+            folder = Path(self._tmp.name)
+            self._job = {
+                "src": str(folder / "in"), "src_dtype": first.dtype.str, "src_shape": shape,
+                "dst": str(folder / "out"), "dst_dtype": probe.dtype.str, "dst_shape": out_shape,
+                "seed": 0,
+            }  # fmt: skip
+            self._in = np.memmap(self._job["src"], dtype=first.dtype, mode="w+", shape=shape)
+            self._out = np.memmap(self._job["dst"], dtype=probe.dtype, mode="w+", shape=out_shape)
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        return math.ceil(len(self.labels) / self.batch_size)
+
+    def epoch(self, epoch: int, seed: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The batches ``(images, labels, rows)`` of one epoch, in the order (seed, epoch) shuffles."""
+        order = epoch_order(len(self.labels), self.shuffle, seed, epoch)
+        batches = [order[s : s + self.batch_size] for s in range(0, len(order), self.batch_size)]
+        if self._pool is None:
+            for rows in batches:
+                x, _ = self.augmenter.augment_batch(self.images[rows], rows, epoch=epoch, seed=seed)
+                yield x, self.labels[rows], rows
+            return
+        job = {**self._job, "seed": seed}
+        pending: deque[tuple[int, np.ndarray, Any]] = deque()
+
+        def submit(b: int) -> None:
+            rows, slot = batches[b], b % self._slots
+            self._in[slot, : len(rows)] = self.images[rows]
+            pending.append(
+                (slot, rows, self._pool.apply_async(_augment_slot, (job, slot, len(rows), rows, epoch)))
+            )
+
+        try:
+            for b in range(min(self._slots, len(batches))):
+                submit(b)
+            for b in range(len(batches)):
+                slot, rows, result = pending.popleft()
+                result.get()
+                x = np.array(self._out[slot, : len(rows)])
+                if b + self._slots < len(batches):
+                    submit(b + self._slots)
+                yield x, self.labels[rows], rows
+        finally:
+            # An epoch left early must not leave workers writing into slots the next one reuses.
+            for _, _, result in pending:
+                result.wait()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+        if self._tmp is not None:
+            self._in = self._out = None  # type: ignore[assignment]
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> BatchFeeder:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -81,3 +81,13 @@ def gray_batch_u8(photo_batch_u8: np.ndarray) -> np.ndarray:
     batch = np.stack([cv2.cvtColor(im, cv2.COLOR_RGB2GRAY)[..., None] for im in photo_batch_u8])
     batch.flags.writeable = False
     return batch
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """One temporary Prefect API (SQLite) for the whole session, shared by every module that runs
+    flows: it takes seconds to start."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield

@@ -12,7 +12,6 @@ import pytest
 import yaml
 from prefect import Flow
 from prefect.client.schemas.schedules import CronSchedule
-from prefect.testing.utilities import prefect_test_harness
 from sklearn.datasets import load_sample_images
 from typer.testing import CliRunner
 
@@ -23,13 +22,6 @@ from pipeline.prepare import Item, current_version, start_run
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
-
-
-@pytest.fixture(scope="session")
-def prefect_api():
-    """One temporary Prefect API (SQLite) for the whole session: it takes seconds to start."""
-    with prefect_test_harness(server_startup_timeout=60):
-        yield
 
 
 @pytest.fixture(autouse=True)

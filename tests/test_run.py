@@ -1,53 +1,62 @@
-"""The main job (`augpipe run`) end to end on the embedded default data."""
+"""The main job (`augpipe run`) end to end on the embedded default data: prepare, preview, train."""
 
 from __future__ import annotations
 
+import csv
 import json
 
 import cv2
-import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.run import run
 from pipeline import AugmentConfig
-from pipeline.ingest import load_bundled_digits
+from pipeline.dataset import PreparedDataset
 
 runner = CliRunner()
 
 
-def test_run_writes_complete_reproducible_results(tmp_path):
-    first = run(tmp_path / "a", seed=5, epochs=2, workers=1)
-    second = run(tmp_path / "b", seed=5, epochs=2, workers=2)
-    images, labels, _ = load_bundled_digits()
-    a = np.load(first.out_dir / "digits_augmented.npz")
-    b = np.load(second.out_dir / "digits_augmented.npz")
-    assert a["images"].shape == (2, *images.shape) and a["images"].dtype == np.uint8
-    assert np.array_equal(a["labels"], labels)
-    assert np.array_equal(a["images"], b["images"])  # 1 worker == 2 workers
-    assert not np.array_equal(a["images"][0], a["images"][1])  # epochs differ
-    assert not np.array_equal(a["images"][0], images)  # it did augment
-    lines = (first.out_dir / "digits_params_epoch0.jsonl").read_text().splitlines()
-    assert len(lines) == len(images) and set(json.loads(lines[0])) >= {"index", "theta", "tx", "zx"}
-    preview = cv2.imread(str(first.out_dir / "digits_preview.png"))
-    assert preview is not None and preview.shape[0] > 8 * 8 and preview.shape[1] > 7 * 8
-    cfg = AugmentConfig.from_yaml(first.out_dir / "digits_config.yaml")
-    assert cfg.rotation_range == 15
-    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no temporary folder left
+@pytest.fixture(autouse=True)
+def _on_prefect_api(prefect_api):
+    """The job's flows run against the session's temporary API."""
+
+
+def test_run_prepares_previews_trains_and_says_where_everything_is(tmp_path):
+    result = run(tmp_path / "out", seed=3, epochs=2, workers=1)
+    files = result.files
+    dataset = PreparedDataset(tmp_path / "out" / "prepared" / "digits")
+    assert dataset.dir == files["dataset"] and sum(dataset.manifest["splits"][s]["count"] for s in
+                                                   dataset.splits) == 1797  # fmt: skip
+    for name in ("digits preview", "photos preview"):
+        picture = cv2.imread(str(files[name]))
+        assert picture is not None and picture.shape[0] > 200
+    assert "data:image/png;base64," in files["digits preview page"].read_text()
+    with open(files["metrics"]) as f:
+        assert [row["epoch"] for row in csv.DictReader(f)] == ["1", "2"]
+    summary = json.loads(files["summary"].read_text())
+    assert summary["model"] == "fashion_convnet" and summary["epochs_run"] == result.epochs == 2
+    assert summary["test_accuracy"] == pytest.approx(result.test_accuracy)
+    assert result.test_accuracy > 0.3  # two epochs on the digits already beat chance (0.1) by far
+    assert files["model"].exists() and files["confusion matrix"].exists()
+    assert result.mlflow_run and (tmp_path / "out" / "runs" / "mlflow.db").exists()
+    assert AugmentConfig.from_yaml(files["augmentation config"]).rotation_range == 15
 
 
 def test_cli_run_prints_where_results_are(tmp_path):
     cfg = tmp_path / "aug.yaml"
     AugmentConfig(rotation_range=40, zoom_range=0.2).to_yaml(cfg)
+    out = tmp_path / "out"
     result = runner.invoke(
-        app, ["run", "--out", str(tmp_path / "out"), "--config", str(cfg), "--workers", "1"]
+        app, ["run", "--out", str(out), "--config", str(cfg), "--epochs", "1", "--workers", "0"]
     )
     assert result.exit_code == 0, result.output
-    assert "digits_augmented.npz" in result.output and "photos_preview.png" in result.output
-    assert AugmentConfig.from_yaml(tmp_path / "out" / "digits_config.yaml").rotation_range == 40
+    for name in ("digits preview", "confusion matrix", "metrics", "mlflow run", "test accuracy"):
+        assert name in result.output
+    assert AugmentConfig.from_yaml(out / "digits_augment.yaml").rotation_range == 40
 
 
-def test_cli_bad_config_is_one_clear_line(tmp_path):
+def test_cli_run_expected_mistakes_are_one_clear_line(tmp_path):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("rotation_range: -5\nfill_mode: mirror\n")
     result = runner.invoke(app, ["run", "--out", str(tmp_path / "out"), "--config", str(cfg)])
@@ -57,3 +66,5 @@ def test_cli_bad_config_is_one_clear_line(tmp_path):
     assert not (tmp_path / "out").exists()
     missing = runner.invoke(app, ["run", "--config", str(tmp_path / "nope.yaml")])
     assert missing.exit_code == 2 and "config file not found" in missing.output
+    model = runner.invoke(app, ["run", "--out", str(tmp_path / "out"), "--model", "vgg"])
+    assert model.exit_code == 2 and "Unknown model 'vgg'" in model.output

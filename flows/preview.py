@@ -1,0 +1,159 @@
+"""The ``preview-augmentations`` Prefect flow: what a config does to a few images, as PNG and HTML.
+
+Run it with :func:`run_preview` (what ``augpipe preview`` calls), on Prefect's embedded ephemeral API
+unless one is configured. The work lives in :mod:`pipeline.preview`; the tasks only wrap it. A preview
+is one picture of a handful of images, so it stays in this process between tasks.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from pipeline import preview as pv
+from pipeline.config import AugmentConfig
+
+PNG_NAME, HTML_NAME = "preview.png", "preview.html"
+# Above this, the markdown artifact links to the files instead of inlining the picture.
+INLINE_LIMIT = 512 * 1024
+ARTIFACT_KEY = "augpipe-preview"
+
+
+@dataclass(frozen=True)
+class PreviewResult:
+    """Where the preview went and what it shows."""
+
+    png: Path
+    html: Path
+    source: str
+    seed: int
+    rows: int
+    cols: int
+    sweep: str | None = None
+
+
+def default_config(source: str) -> AugmentConfig:
+    """The config of ``augpipe run`` for the source: its photos config for ``photos``, else the digits'."""
+    from flows.run import DIGITS_CONFIG, PHOTOS_CONFIG
+
+    return PHOTOS_CONFIG if source == "photos" else DIGITS_CONFIG
+
+
+@task(name="load-config", cache_policy=NO_CACHE)
+def load_config_task(config_path: str | None, source: str) -> AugmentConfig:
+    return AugmentConfig.from_yaml(config_path) if config_path else default_config(source)
+
+
+@task(name="load-samples", cache_policy=NO_CACHE)
+def load_samples_task(source: str, samples: int) -> pv.PreviewSamples:
+    return pv.load_samples(source, samples)
+
+
+@task(name="render", cache_policy=NO_CACHE)
+def render_task(
+    samples: pv.PreviewSamples, config: AugmentConfig, copies: int, sweep: str | None, seed: int
+) -> pv.Preview:
+    common = {"indices": samples.indices, "labels": samples.labels}
+    if sweep:
+        return pv.sweep(samples.images, config, sweep, steps=copies, seed=seed, **common)
+    return pv.preview(samples.images, config, copies=copies, seed=seed, **common)
+
+
+@task(name="write-files", cache_policy=NO_CACHE)
+def write_task(preview: pv.Preview, out: str, source: str) -> PreviewResult:
+    folder = Path(out).resolve()
+    png = pv.write_atomic(folder / PNG_NAME, pv.png_bytes(preview.picture))
+    page = pv.preview_html(preview, title=f"augpipe preview: {source}", source=source)
+    html_path = pv.write_atomic(folder / HTML_NAME, page.encode("utf-8"))
+    layout = preview.layout
+    return PreviewResult(png, html_path, source, preview.seed, layout.rows, layout.cols, preview.sweep)
+
+
+@task(name="report", cache_policy=NO_CACHE)
+def report_task(result: PreviewResult, config: AugmentConfig) -> None:
+    """A markdown artifact (what was previewed, the files, the picture if small, the config) and a
+    link artifact to the HTML page."""
+    create_markdown_artifact(
+        summary_markdown(result, config), key=ARTIFACT_KEY, description="augpipe preview"
+    )
+    create_link_artifact(
+        result.html.as_uri(),
+        link_text=str(result.html),
+        key=f"{ARTIFACT_KEY}-html",
+        description="preview page",
+    )
+
+
+def summary_markdown(result: PreviewResult, config: AugmentConfig) -> str:
+    what = f"sweep of `{result.sweep}`" if result.sweep else f"{result.cols - 1} augmented copies per image"
+    png = result.png.read_bytes()
+    picture = (
+        f"![augmentation preview](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"
+        if len(png) <= INLINE_LIMIT
+        else f"(the picture is {len(png) // 1024} KB, too large to show here: open the files above)"
+    )
+    return "\n".join(
+        [
+            f"# Augmentation preview of `{result.source}`",
+            "",
+            f"{result.rows} images, {what}, seed {result.seed}.",
+            "",
+            f"- picture: `{result.png}`",
+            f"- page: `{result.html}`",
+            "",
+            picture,
+            "",
+            "## Config",
+            "",
+            "```yaml",
+            config.to_yaml().rstrip(),
+            "```",
+        ]
+    )
+
+
+@flow(name="preview-augmentations", log_prints=False)
+def preview_augmentations(
+    source: str = "digits",
+    config_path: str | None = None,
+    samples: int = 8,
+    copies: int = 7,
+    sweep: str | None = None,
+    seed: int = 0,
+    out: str = "previews",
+) -> PreviewResult:
+    """Preview ``config_path`` (default: ``augpipe run``'s config) on ``samples`` images of ``source``:
+    each original and ``copies`` augmented versions, or a sweep of one option in ``copies`` steps.
+    Writes preview.png and preview.html under ``out``."""
+    config = load_config_task(config_path, source)
+    chosen = load_samples_task(source, samples)
+    picture = render_task(chosen, config, copies, sweep, seed)
+    result = write_task(picture, out, source)
+    report_task(result, config)
+    return result
+
+
+def run_preview(
+    source: str = "digits",
+    config_path: str | Path | None = None,
+    samples: int = 8,
+    copies: int = 7,
+    sweep: str | None = None,
+    seed: int = 0,
+    out: str | Path = "previews",
+) -> PreviewResult:
+    """Run the flow (on Prefect's embedded ephemeral API unless one is configured)."""
+    return preview_augmentations(
+        source=source,
+        config_path=None if config_path is None else str(config_path),
+        samples=samples,
+        copies=copies,
+        sweep=sweep,
+        seed=seed,
+        out=str(out),
+    )

@@ -1,0 +1,213 @@
+"""Where a training run's metrics go: metrics.csv, TensorBoard event files, MLflow, and the
+confusion matrix of the test set as numbers and as a PNG.
+
+MLflow is optional: without it installed (or with ``mlflow: false``) the rest is still recorded.
+Its default store is SQLite under the runs folder, so ``mlflow ui --backend-store-uri
+sqlite:///runs/mlflow.db`` shows every run without a server.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+EPOCH_COLUMNS = (
+    "epoch",
+    "phase",
+    "loss",
+    "accuracy",
+    "val_loss",
+    "val_accuracy",
+    "learning_rate",
+    "images_per_second",
+    "epoch_seconds",
+    "input_wait_fraction",
+)
+EXPERIMENT = "augpipe"
+
+
+def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    """All epochs so far, replaced atomically (a resumed run rewrites the rows it kept)."""
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=EPOCH_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in EPOCH_COLUMNS})
+    os.replace(tmp, path)
+
+
+class TensorBoardWriter:
+    """Per-epoch scalars under ``<folder>/train`` and ``<folder>/validation``, as Keras's callback
+    names them, so that ``tensorboard --logdir runs/`` overlays runs."""
+
+    def __init__(self, folder: Path):
+        import tensorflow as tf
+
+        self._tf = tf
+        self._train = tf.summary.create_file_writer(str(folder / "train"))
+        self._validation = tf.summary.create_file_writer(str(folder / "validation"))
+
+    def log_epoch(self, row: dict[str, Any]) -> None:
+        step = int(row["epoch"])
+        with self._train.as_default():
+            for name in ("loss", "accuracy", "learning_rate", "images_per_second", "input_wait_fraction"):
+                self._tf.summary.scalar(f"epoch_{name}", row[name], step=step)
+        if row.get("val_loss") is not None:
+            with self._validation.as_default():
+                self._tf.summary.scalar("epoch_loss", row["val_loss"], step=step)
+                self._tf.summary.scalar("epoch_accuracy", row["val_accuracy"], step=step)
+        self._train.flush()
+        self._validation.flush()
+
+    def close(self) -> None:
+        self._train.close()
+        self._validation.close()
+
+
+def mlflow_available() -> bool:
+    try:
+        import mlflow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class MlflowRecorder:
+    """One MLflow run per training run: parameters, per-epoch metrics, and the model and reports
+    as artifacts. A resumed training run continues its MLflow run (same run id)."""
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        artifact_root: Path,
+        run_name: str,
+        params: dict[str, Any],
+        run_id: str | None = None,
+    ):
+        from mlflow.tracking import MlflowClient
+
+        self.client = MlflowClient(tracking_uri)
+        self.tracking_uri = tracking_uri
+        experiment = self.client.get_experiment_by_name(EXPERIMENT)
+        experiment_id = (
+            experiment.experiment_id
+            if experiment is not None
+            else self.client.create_experiment(EXPERIMENT, artifact_location=artifact_root.resolve().as_uri())
+        )
+        if run_id is None:
+            run = self.client.create_run(experiment_id, run_name=run_name, tags={"augpipe.run_dir": run_name})
+            self.run_id = run.info.run_id
+            flat = [_param(k, v) for k, v in sorted(flatten(params).items())]
+            for start in range(0, len(flat), 100):  # MLflow takes at most 100 parameters a call
+                self.client.log_batch(self.run_id, params=flat[start : start + 100])
+        else:
+            self.run_id = run_id
+            self.client.update_run(run_id, status="RUNNING")
+
+    def log_epoch(self, row: dict[str, Any]) -> None:
+        from mlflow.entities import Metric
+
+        step, now = int(row["epoch"]), _now_ms()
+        metrics = [
+            Metric(k, float(row[k]), now, step)
+            for k in EPOCH_COLUMNS[2:]
+            if isinstance(row.get(k), int | float)
+        ]
+        self.client.log_batch(self.run_id, metrics=metrics)
+
+    def finish(self, final: dict[str, float], artifacts: Sequence[Path], model_path: Path | None) -> None:
+        from mlflow.entities import Metric
+
+        now = _now_ms()
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in final.items()])
+        for path in artifacts:
+            self.client.log_artifact(self.run_id, str(path))
+        if model_path is not None:
+            self.client.log_artifact(self.run_id, str(model_path), artifact_path="model")
+        self.client.set_terminated(self.run_id, "FINISHED")
+
+    def fail(self) -> None:
+        self.client.set_terminated(self.run_id, "FAILED")
+
+
+def _param(key: str, value: Any) -> Any:
+    from mlflow.entities import Param
+
+    return Param(key, str(value)[:6000])
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"augment": {"rotation_range": 10}}`` -> ``{"augment.rotation_range": 10}``."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """(true class, predicted class) counts."""
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)), 1)
+    return matrix
+
+
+def render_confusion(matrix: np.ndarray, classes: Sequence[str], title: str) -> np.ndarray:
+    """The matrix as an RGB picture: rows are true classes, columns predictions, each cell shaded by
+    its share of the row and labelled with its count."""
+    n = len(classes)
+    cell = int(np.clip(560 // max(n, 1), 28, 64))
+    label_w = max(60, 9 * max(len(str(c)) for c in classes) + 16)
+    top, bottom = 56, 40
+    height, width = top + n * cell + bottom, label_w + n * cell + 16
+    image = np.full((height, width, 3), 255, np.uint8)
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.45
+    share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    for r in range(n):
+        for c in range(n):
+            y, x = top + r * cell, label_w + c * cell
+            # Blue for the diagonal (right), red elsewhere (confusions), deeper for a larger share.
+            strength = float(share[r, c])
+            tint = (60, 110, 200) if r == c else (200, 60, 60)
+            colour = tuple(int(255 - strength * (255 - t)) for t in tint)
+            cv2.rectangle(image, (x, y), (x + cell - 1, y + cell - 1), colour, -1)
+            cv2.rectangle(image, (x, y), (x + cell - 1, y + cell - 1), (200, 200, 200), 1)
+            text = str(int(matrix[r, c]))
+            ink = (255, 255, 255) if strength > 0.6 else (0, 0, 0)
+            (tw, th), _ = cv2.getTextSize(text, font, scale, 1)
+            cv2.putText(image, text, (x + (cell - tw) // 2, y + (cell + th) // 2), font, scale, ink, 1,
+                        cv2.LINE_AA)  # fmt: skip
+        cv2.putText(image, str(classes[r]), (8, top + r * cell + cell // 2 + 5), font, scale, (0, 0, 0), 1,
+                    cv2.LINE_AA)  # fmt: skip
+        (tw, _), _ = cv2.getTextSize(str(classes[r]), font, scale, 1)
+        cv2.putText(image, str(classes[r]), (label_w + r * cell + (cell - tw) // 2, top - 8), font, scale,
+                    (0, 0, 0), 1, cv2.LINE_AA)  # fmt: skip
+    cv2.putText(image, title, (8, 20), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(image, "rows: true class, columns: predicted", (8, height - 14), font, 0.4, (90, 90, 90), 1,
+                cv2.LINE_AA)  # fmt: skip
+    return image
+
+
+def save_png(image: np.ndarray, path: Path) -> Path:
+    """Write an RGB picture atomically."""
+    tmp = path.with_suffix(".tmp.png")
+    if not cv2.imwrite(str(tmp), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"could not write {path}")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,546 @@
+"""Training runs: a registered convnet trained on augmented batches, with every epoch recorded.
+
+>>> result = train(TrainConfig(dataset="prepared/digits", model="shapes_net", epochs=5))
+>>> result.test_accuracy, result.run_dir
+
+A run lives in ``<runs_dir>/<run_name>/``: ``config.yaml``, ``checkpoints/`` (the last and the best
+epoch, and ``state.json``), ``metrics.csv``, ``tensorboard/``, and at the end ``model.keras``,
+``summary.json`` and ``confusion_matrix.png``. Started again with the same ``run_name``, a run that
+was killed resumes after its last checkpoint; with the same seed it then follows the uninterrupted
+run, since batch order and augmentation depend only on (seed, epoch, index).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from pipeline import tracking
+from pipeline.augment import Augmenter
+from pipeline.config import AugmentConfig, ConfigError, PrepareConfig, TrainConfig
+from pipeline.functional import normalize
+from pipeline.workers import BatchFeeder
+
+# Fields that may change between a killed run and its resumption without changing what is trained.
+_RESUMABLE = {"epochs", "resume", "workers", "prefetch", "tensorboard", "mlflow", "mlflow_tracking_uri"}
+
+
+@dataclass
+class Split:
+    images: Any  # (N, H, W, C) uint8, indexable by row arrays (ndarray, memmap or ShardedImages)
+    labels: np.ndarray  # (N,) int class indices
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class TrainData:
+    train: Split
+    validation: Split | None
+    test: Split | None
+    classes: list[str]
+    source: str
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(np.asarray(self.train.images[np.arange(1)]).shape[1:])
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    model_path: Path
+    history: list[dict[str, Any]]
+    test_loss: float | None
+    test_accuracy: float | None
+    confusion: list[list[int]] | None
+    files: dict[str, Path] = field(default_factory=dict)
+    resumed_after_epoch: int | None = None
+    stopped_early: bool = False
+    mlflow_run_id: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return json.loads((self.run_dir / "summary.json").read_text())
+
+
+# ---- data -----------------------------------------------------------------------------------------
+def resolve_dataset(cfg: TrainConfig) -> Path:
+    """The prepared dataset folder of ``cfg.dataset``, preparing a source under runs_dir first."""
+    from pipeline.prepare import CURRENT, prepare
+
+    path = Path(cfg.dataset)
+    if (path / CURRENT).exists():
+        return path
+    slug = hashlib.blake2b(cfg.dataset.encode(), digest_size=4).hexdigest()
+    name = "".join(c if c.isalnum() else "-" for c in path.name or cfg.dataset).strip("-")
+    out = Path(cfg.runs_dir) / "datasets" / f"{name}-{slug}"
+    prepare(PrepareConfig(source=cfg.dataset, out=str(out), **cfg.prepare_options))
+    return out
+
+
+def load_data(cfg: TrainConfig) -> TrainData:
+    """The splits of ``cfg.dataset``: a prepared dataset, or a source prepared first under runs_dir."""
+    from pipeline.dataset import PreparedDataset
+
+    path = resolve_dataset(cfg)
+    ds = PreparedDataset(path)
+    labels = {s: ds.labels(s) for s in ds.splits}
+    if any(v.ndim != 1 for v in labels.values()):
+        raise ConfigError(
+            f"{cfg.dataset} has multi-label images; the models end in a softmax and train on one label "
+            "per image"
+        )
+    splits = {s: Split(ds.images(s), labels[s].astype(np.int64)) for s in ds.splits}
+    return TrainData(
+        train=splits["train"],
+        validation=splits.get("validation"),
+        test=splits.get("test"),
+        classes=list(ds.classes),
+        source=str(ds.dir),
+    )
+
+
+# ---- the run --------------------------------------------------------------------------------------
+def train(
+    cfg: TrainConfig,
+    data: TrainData | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> TrainResult:
+    """Train ``cfg.model`` on ``data`` (default: :func:`load_data`), checkpointing every epoch.
+
+    on_epoch: called with each epoch's metrics row. on_step: called as (step, steps in the epoch).
+    """
+    import keras
+    import tensorflow as tf
+
+    run_dir = Path(cfg.runs_dir) / (cfg.run_name or _new_run_name(cfg))
+    state = resume_state(cfg, run_dir)
+    data = data if data is not None else load_data(cfg)
+    if cfg.max_train_samples is not None and cfg.max_train_samples < len(data.train):
+        keep = np.arange(cfg.max_train_samples)  # a prefix: the same subset on every (re)start
+        data = replace(data, train=Split(data.train.images[keep], data.train.labels[keep]))
+    num_classes = len(data.classes)
+    for name, split in (("train", data.train), ("validation", data.validation), ("test", data.test)):
+        if split is not None and len(split) and (split.labels.min() < 0 or split.labels.max() >= num_classes):
+            raise ConfigError(f"{name} labels must be class indices 0..{num_classes - 1}")
+
+    for folder in (run_dir / "checkpoints", run_dir / "tensorboard"):
+        folder.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+
+    keras.utils.set_random_seed(cfg.seed)
+    if cfg.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    previous_policy = keras.mixed_precision.global_policy()
+    if cfg.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    strategy = _strategy(tf)
+    augmenter = Augmenter(cfg.augment, output_dtype=np.float32)
+    if cfg.augment.needs_fit:
+        augmenter.fit(_fit_sample(data.train.images, cfg.seed))
+    device = _DeviceStep(augmenter, data.image_shape) if cfg.augment_on_device else None
+    # On the device path the workers only gather uint8 batches; the warp and the normalisation
+    # then run in TensorFlow, where the model is.
+    feeder_augmenter = Augmenter(AugmentConfig(), output_dtype=np.uint8) if device else augmenter
+    board = None
+    mlflow_recorder = None
+    steps = math.ceil(len(data.train) / cfg.batch_size)
+    try:
+        with strategy.scope():
+            if state is None:
+                model = _build(cfg, data.image_shape, num_classes)
+                _compile(keras, model, cfg, steps, phase="train")
+            else:
+                model = keras.models.load_model(run_dir / "checkpoints" / "last.keras")
+        if cfg.tensorboard:
+            board = tracking.TensorBoardWriter(run_dir / "tensorboard")
+        if cfg.mlflow and tracking.mlflow_available():
+            mlflow_recorder = tracking.MlflowRecorder(
+                cfg.mlflow_tracking_uri or f"sqlite:///{(Path(cfg.runs_dir) / 'mlflow.db').resolve()}",
+                Path(cfg.runs_dir) / "mlartifacts",
+                run_dir.name,
+                cfg.model_dump(mode="json"),
+                run_id=state["mlflow_run_id"] if state else None,
+            )
+        state = state or {
+            "epochs_done": 0,
+            "history": [],
+            "best": None,
+            "best_epoch": None,
+            "wait": 0,
+            "stopped_early": False,
+            "mlflow_run_id": mlflow_recorder.run_id if mlflow_recorder else None,
+            "config_digest": _digest(cfg),
+        }
+        resumed_after = state["epochs_done"] or None
+        with BatchFeeder(
+            feeder_augmenter, data.train.images, data.train.labels, cfg.batch_size, cfg.workers, cfg.prefetch
+        ) as feeder:
+            for epoch in range(state["epochs_done"], cfg.total_epochs):
+                if state["stopped_early"]:
+                    break
+                phase = "train" if epoch < cfg.epochs else "fine_tune"
+                if phase == "fine_tune" and epoch == cfg.epochs:
+                    with strategy.scope():
+                        import models
+
+                        models.set_base_trainable(model, True)
+                        _compile(keras, model, cfg, steps, phase="fine_tune")
+                row = _train_epoch(model, feeder, epoch, cfg, on_step, device)
+                row["phase"] = phase
+                if data.validation is not None and len(data.validation):
+                    row["val_loss"], row["val_accuracy"] = evaluate(
+                        model, data.validation, augmenter, cfg.batch_size
+                    )
+                state["history"].append(row)
+                _early_stopping(state, row, cfg)
+                _checkpoint(model, state, run_dir)
+                if board is not None:
+                    board.log_epoch(row)
+                if mlflow_recorder is not None:
+                    mlflow_recorder.log_epoch(row)
+                tracking.write_csv(state["history"], run_dir / "metrics.csv")
+                if on_epoch is not None:
+                    on_epoch(row)
+        return _finish(cfg, run_dir, model, data, augmenter, state, resumed_after, mlflow_recorder)
+    except BaseException:
+        if mlflow_recorder is not None:
+            mlflow_recorder.fail()
+        raise
+    finally:
+        if board is not None:
+            board.close()
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _train_epoch(
+    model: Any,
+    feeder: BatchFeeder,
+    epoch: int,
+    cfg: TrainConfig,
+    on_step: Callable[[int, int], None] | None,
+    device: _DeviceStep | None = None,
+) -> dict[str, Any]:
+    """One pass over the training batches; the time blocked on the next batch is the input wait."""
+    waited = busy = 0.0
+    loss_sum = acc_sum = 0.0
+    seen = 0
+    batches: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]] = feeder.epoch(epoch, cfg.seed)
+    start = time.perf_counter()
+    for step in range(len(feeder)):
+        t0 = time.perf_counter()
+        x, y, rows = next(batches)
+        t1 = time.perf_counter()
+        if device is not None:
+            x = device(x, rows, epoch, cfg.seed)
+        logs = model.train_on_batch(x, y, return_dict=True)
+        t2 = time.perf_counter()
+        waited += t1 - t0
+        busy += t2 - t1
+        loss_sum += float(logs["loss"]) * len(y)
+        acc_sum += float(logs["accuracy"]) * len(y)
+        seen += len(y)
+        if on_step is not None:
+            on_step(step + 1, len(feeder))
+    seconds = time.perf_counter() - start
+    return {
+        "epoch": epoch + 1,
+        "loss": loss_sum / seen,
+        "accuracy": acc_sum / seen,
+        "val_loss": None,
+        "val_accuracy": None,
+        "learning_rate": float(np.asarray(model.optimizer.learning_rate)),
+        "images_per_second": seen / seconds,
+        "epoch_seconds": seconds,
+        "input_wait_fraction": waited / max(waited + busy, 1e-12),
+    }
+
+
+def evaluate(
+    model: Any,
+    split: Split,
+    augmenter: Augmenter,
+    batch_size: int,
+    predictions: list[np.ndarray] | None = None,
+) -> tuple[float, float]:
+    """Loss and accuracy over ``split``, normalised as training batches are but not augmented."""
+    loss_sum = acc_sum = 0.0
+    for start in range(0, len(split), batch_size):
+        rows = np.arange(start, min(start + batch_size, len(split)))
+        x = augmenter.standardize_batch(np.asarray(split.images[rows]))
+        y = split.labels[rows]
+        logs = model.test_on_batch(x, y, return_dict=True)
+        loss_sum += float(logs["loss"]) * len(rows)
+        acc_sum += float(logs["accuracy"]) * len(rows)
+        if predictions is not None:
+            predictions.append(np.asarray(model.predict_on_batch(x)).argmax(axis=-1))
+    return loss_sum / len(split), acc_sum / len(split)
+
+
+def _early_stopping(state: dict[str, Any], row: dict[str, Any], cfg: TrainConfig) -> None:
+    monitored = row["val_loss"] if row["val_loss"] is not None else row["loss"]
+    if state["best"] is None or monitored < state["best"]:
+        state["best"], state["best_epoch"], state["wait"] = monitored, row["epoch"], 0
+        row["_best"] = True
+    else:
+        state["wait"] += 1
+    patience = cfg.early_stopping_patience
+    state["stopped_early"] = patience is not None and state["wait"] >= patience
+
+
+def _checkpoint(model: Any, state: dict[str, Any], run_dir: Path) -> None:
+    """The model (with its optimizer state) and the run's state, each replaced atomically; the
+    state is written last, so a kill between the two resumes from the previous epoch's state with
+    this epoch's weights never used."""
+    folder = run_dir / "checkpoints"
+    best = state["history"][-1].pop("_best", False)
+    tmp = folder / "last.tmp.keras"
+    model.save(tmp)
+    if best:
+        shutil.copyfile(tmp, folder / "best.tmp.keras")
+        os.replace(folder / "best.tmp.keras", folder / "best.keras")
+    state["epochs_done"] = state["history"][-1]["epoch"]
+    os.replace(tmp, folder / "last.keras")
+    _write_json(folder / "state.json", state)
+
+
+def _finish(
+    cfg: TrainConfig,
+    run_dir: Path,
+    model: Any,
+    data: TrainData,
+    augmenter: Augmenter,
+    state: dict[str, Any],
+    resumed_after: int | None,
+    mlflow_recorder: tracking.MlflowRecorder | None,
+) -> TrainResult:
+    files: dict[str, Path] = {}
+    model_path = run_dir / "model.keras"
+    tmp = run_dir / "model.tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, model_path)
+    files["model"] = model_path
+    test_loss = test_accuracy = None
+    confusion = None
+    if data.test is not None and len(data.test):
+        predicted: list[np.ndarray] = []
+        test_loss, test_accuracy = evaluate(model, data.test, augmenter, cfg.batch_size, predicted)
+        matrix = tracking.confusion_matrix(data.test.labels, np.concatenate(predicted), len(data.classes))
+        confusion = matrix.tolist()
+        title = f"{cfg.model} on {len(data.test)} test images: accuracy {test_accuracy:.2%}"
+        files["confusion_matrix"] = tracking.save_png(
+            tracking.render_confusion(matrix, data.classes, title), run_dir / "confusion_matrix.png"
+        )
+    files["metrics"] = run_dir / "metrics.csv"
+    files["tensorboard"] = run_dir / "tensorboard"
+    history = state["history"]
+    last = history[-1] if history else {}
+    summary = {
+        "run": run_dir.name,
+        "model": cfg.model,
+        "dataset": data.source,
+        "classes": data.classes,
+        "train_images": len(data.train),
+        "validation_images": len(data.validation) if data.validation is not None else 0,
+        "test_images": len(data.test) if data.test is not None else 0,
+        "epochs_run": len(history),
+        "stopped_early": state["stopped_early"],
+        "best_epoch": state["best_epoch"],
+        "resumed_after_epoch": resumed_after,
+        "final": {k: last.get(k) for k in ("loss", "accuracy", "val_loss", "val_accuracy")},
+        "test_loss": test_loss,
+        "test_accuracy": test_accuracy,
+        "confusion_matrix": confusion,
+        "mean_images_per_second": float(np.mean([r["images_per_second"] for r in history])) if history else 0,
+        "mean_input_wait_fraction": (
+            float(np.mean([r["input_wait_fraction"] for r in history])) if history else 0
+        ),
+        "parameters": int(model.count_params()),
+        "mlflow_run_id": mlflow_recorder.run_id if mlflow_recorder else None,
+        "mlflow_tracking_uri": mlflow_recorder.tracking_uri if mlflow_recorder else None,
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        "config": cfg.model_dump(mode="json"),
+    }
+    _write_json(run_dir / "summary.json", summary)
+    files["summary"] = run_dir / "summary.json"
+    if mlflow_recorder is not None:
+        final = {
+            k: v for k, v in (("test_loss", test_loss), ("test_accuracy", test_accuracy)) if v is not None
+        }
+        reports = [files[k] for k in ("metrics", "summary", "confusion_matrix") if k in files]
+        mlflow_recorder.finish(final, reports, model_path)
+    return TrainResult(
+        run_dir=run_dir,
+        model_path=model_path,
+        history=history,
+        test_loss=test_loss,
+        test_accuracy=test_accuracy,
+        confusion=confusion,
+        files=files,
+        resumed_after_epoch=resumed_after,
+        stopped_early=state["stopped_early"],
+        mlflow_run_id=summary["mlflow_run_id"],
+    )
+
+
+# ---- pieces ---------------------------------------------------------------------------------------
+class _DeviceStep:
+    """Warp (the affine options, on the accelerator) then normalise a uint8 batch in TensorFlow,
+    with the same per-sample parameters as the OpenCV engine (pipeline.functional.tf_geometry)."""
+
+    def __init__(self, augmenter: Augmenter, image_shape: tuple[int, ...]):
+        import tensorflow as tf
+
+        from pipeline.functional.tf_geometry import DeviceAugment
+
+        config, stats = augmenter.config, augmenter.stats
+        self.warp = DeviceAugment(config)
+        self.image_shape = image_shape
+        rescale = float(config.rescale or 0.0)
+        mean = std = zca = None
+        if stats is not None:
+            mean = None if stats.mean is None or not config.featurewise_center else stats.mean
+            std = None if stats.std is None or not config.featurewise_std_normalization else stats.std
+            zca = (
+                None
+                if stats.zca_whitening_matrix is None or not config.zca_whitening
+                else stats.zca_whitening_matrix
+            )
+
+        def normalise(x: Any) -> Any:  # normalize.standardize's order, on per-sample batches
+            if rescale:
+                x = x * rescale
+            if config.samplewise_center:
+                x = x - tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
+            if config.samplewise_std_normalization:
+                x = x / (tf.math.reduce_std(x, axis=[1, 2, 3], keepdims=True) + normalize.EPS)
+            if mean is not None:
+                x = x - tf.constant(mean, tf.float32)
+            if std is not None:
+                x = x / (tf.constant(std, tf.float32) + normalize.EPS)
+            if zca is not None:
+                flat = tf.reshape(x, [tf.shape(x)[0], -1]) @ tf.constant(zca, tf.float32)
+                x = tf.reshape(flat, tf.shape(x))
+            return x
+
+        self._step = tf.function(lambda x, t: normalise(self.warp(x, t)), reduce_retracing=True)
+
+    def __call__(self, images: np.ndarray, rows: np.ndarray, epoch: int, seed: int) -> Any:
+        transforms = self.warp.params_for(rows, epoch, seed, self.image_shape)
+        return self._step(images, transforms)
+
+
+def _build(cfg: TrainConfig, image_shape: tuple[int, ...], num_classes: int) -> Any:
+    import keras
+
+    import models
+
+    model = models.build(cfg.model, image_shape, num_classes, **cfg.model_options)
+    if cfg.fine_tune_epochs:
+        models.set_base_trainable(model, False)
+    if cfg.mixed_precision:
+        # Softmax and loss in float32: in float16 they under- and overflow.
+        outputs = keras.layers.Activation("linear", dtype="float32", name="float32_output")(model.output)
+        model = keras.Model(model.inputs, outputs, name=model.name)
+    return model
+
+
+def _compile(keras: Any, model: Any, cfg: TrainConfig, steps_per_epoch: int, phase: str) -> None:
+    lr: Any = cfg.learning_rate if phase == "train" else cfg.fine_tune_learning_rate
+    epochs = cfg.epochs if phase == "train" else cfg.fine_tune_epochs
+    if cfg.lr_schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, epochs * steps_per_epoch))
+    elif cfg.lr_schedule == "exponential":
+        lr = keras.optimizers.schedules.ExponentialDecay(lr, steps_per_epoch, cfg.lr_decay_rate)
+    optimizer = {
+        "rmsprop": lambda: keras.optimizers.RMSprop(lr),
+        "adam": lambda: keras.optimizers.Adam(lr),
+        "adamw": lambda: keras.optimizers.AdamW(lr),
+        "sgd": lambda: keras.optimizers.SGD(lr, momentum=0.9),
+    }[cfg.optimizer]()
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+
+def _strategy(tf: Any) -> Any:
+    """All local GPUs through MirroredStrategy when there are several; else the default device."""
+    gpus = tf.config.list_physical_devices("GPU")
+    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+
+def _fit_sample(images: Any, seed: int, limit: int = 10_000) -> np.ndarray:
+    """Featurewise statistics from up to ``limit`` training images (Keras fits on what it is given)."""
+    n = len(images)
+    rows = (
+        np.arange(n) if n <= limit else np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
+    )
+    return np.asarray(images[rows])
+
+
+def _digest(cfg: TrainConfig) -> str:
+    kept = cfg.model_dump(mode="json", exclude=_RESUMABLE)
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _new_run_name(cfg: TrainConfig) -> str:
+    return f"{cfg.model}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
+
+
+def resume_state(cfg: TrainConfig, run_dir: Path) -> dict[str, Any] | None:
+    """The state of an earlier run in ``run_dir`` to continue, or None for a fresh start."""
+    state_file = run_dir / "checkpoints" / "state.json"
+    if not state_file.exists():
+        if run_dir.exists() and any(run_dir.iterdir()) and (run_dir / "summary.json").exists():
+            raise ConfigError(f"{run_dir} holds another run; choose another run_name")
+        return None
+    if not cfg.resume:
+        raise ConfigError(f"{run_dir} holds a run already; choose another run_name, or resume it")
+    state = json.loads(state_file.read_text())
+    if state["config_digest"] != _digest(cfg):
+        raise ConfigError(
+            f"{run_dir} was started with another configuration (see its config.yaml); only "
+            f"{', '.join(sorted(_RESUMABLE))} may change when a run is resumed"
+        )
+    if state["epochs_done"] >= cfg.total_epochs or state["stopped_early"]:
+        raise ConfigError(
+            f"{run_dir} has finished ({state['epochs_done']} epochs"
+            f"{', stopped early' if state['stopped_early'] else ''}); choose another run_name, or "
+            "more epochs to continue it"
+        )
+    return state
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=_jsonable))
+    os.replace(tmp, path)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def result_dict(result: TrainResult) -> dict[str, Any]:
+    return {
+        **asdict(result),
+        "run_dir": str(result.run_dir),
+        "model_path": str(result.model_path),
+        "files": {k: str(v) for k, v in result.files.items()},
+    }

@@ -1,0 +1,295 @@
+"""Training runs: the batch feeder, the flow with its records (files, TensorBoard, Prefect artifacts,
+MLflow), resume after SIGKILL, the on-device path, and the command line's expected mistakes."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from pipeline import AugmentConfig, Augmenter
+from pipeline.config import ConfigError, PrepareConfig, TrainConfig
+from pipeline.ingest import load_bundled_digits
+from pipeline.prepare import prepare
+from pipeline.tracking import EPOCH_COLUMNS, confusion_matrix
+from pipeline.training import _early_stopping, train
+from pipeline.workers import BatchFeeder
+
+REPO = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+DIGITS_AUG = AugmentConfig(rescale=1 / 255, rotation_range=10, width_shift_range=0.1, zoom_range=0.1)
+
+
+@pytest.fixture(scope="module")
+def digits_dataset(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "digits"
+    prepare(PrepareConfig(source="digits", out=str(out)))
+    return out
+
+
+def _config(tmp: Path, dataset: Path, **overrides) -> TrainConfig:
+    base = dict(
+        dataset=str(dataset), model="shapes_net", epochs=1, batch_size=64, learning_rate=5e-3,
+        augment=DIGITS_AUG, workers=0, runs_dir=str(tmp / "runs"), run_name="run", mlflow=False,
+    )  # fmt: skip
+    return TrainConfig(**{**base, **overrides})
+
+
+# ---- the feeder ------------------------------------------------------------------------------------
+def test_feeder_batches_are_the_same_bytes_with_worker_processes_and_cover_every_image():
+    images, labels, _ = load_bundled_digits()
+    augmenter = Augmenter(DIGITS_AUG, output_dtype=np.float32)
+    with BatchFeeder(augmenter, images, labels, batch_size=100, workers=0) as inline:
+        expected = list(inline.epoch(3, seed=7))
+    with BatchFeeder(augmenter, images, labels, batch_size=100, workers=2, prefetch=3) as pool:
+        got = list(pool.epoch(3, seed=7))
+        again = list(pool.epoch(3, seed=7))
+        other_epoch = next(pool.epoch(4, seed=7))
+    assert len(got) == len(pool) == 18
+    rows = np.concatenate([r for _, _, r in got])
+    assert sorted(rows.tolist()) == list(range(len(images)))  # each image once per epoch
+    for (xa, ya, ra), (xb, yb, rb), (xc, _, _) in zip(expected, got, again, strict=True):
+        np.testing.assert_array_equal(ra, rb)
+        np.testing.assert_array_equal(ya, labels[ra])
+        np.testing.assert_array_equal(yb, ya)
+        np.testing.assert_array_equal(xb, xa)
+        np.testing.assert_array_equal(xc, xa)
+    # Sample i is augmented by its key (seed, epoch, i), whichever batch it is in:
+    first_x, _, first_rows = got[0]
+    solo, _ = augmenter.augment_batch(images[first_rows[:5]], first_rows[:5], epoch=3, seed=7)
+    np.testing.assert_array_equal(first_x[:5], solo)
+    assert not np.array_equal(np.sort(other_epoch[2]), np.sort(first_rows))  # a new shuffle
+
+
+def test_feeder_left_mid_epoch_serves_the_next_epoch_correctly():
+    images, labels, _ = load_bundled_digits()
+    augmenter = Augmenter(DIGITS_AUG, output_dtype=np.float32)
+    with BatchFeeder(augmenter, images, labels, batch_size=50, workers=2, prefetch=4) as feeder:
+        it = feeder.epoch(0, seed=1)
+        next(it)
+        it.close()  # waits for the batches still in flight
+        x, _, rows = next(feeder.epoch(1, seed=1))
+    np.testing.assert_array_equal(x, augmenter.augment_batch(images[rows], rows, epoch=1, seed=1)[0])
+
+
+def test_feeder_rejects_mismatched_inputs():
+    images, labels, _ = load_bundled_digits()
+    with pytest.raises(ValueError, match="1797 images but 10 labels"):
+        BatchFeeder(Augmenter(AugmentConfig()), images, labels[:10], batch_size=8, workers=0)
+
+
+# ---- the flow and its records ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def flow_run(digits_dataset, tmp_path_factory, prefect_api):
+    from flows.train import run_train
+
+    tmp = tmp_path_factory.mktemp("flow")
+    cfg = _config(tmp, digits_dataset, epochs=2, workers=2, max_train_samples=600, mlflow=True)
+    epochs_seen: list[dict] = []
+    result = run_train(cfg, on_epoch=epochs_seen.append)
+    return cfg, result, epochs_seen
+
+
+def test_flow_writes_metrics_files_and_the_test_report(flow_run):
+    cfg, result, epochs_seen = flow_run
+    assert result.run_dir == Path(cfg.runs_dir) / "run"
+    with open(result.files["metrics"]) as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == EPOCH_COLUMNS
+    assert [int(r["epoch"]) for r in rows] == [1, 2] == [r["epoch"] for r in epochs_seen]
+    for row in rows:
+        assert 0 <= float(row["input_wait_fraction"]) < 1
+        assert float(row["images_per_second"]) > 0
+        assert 0 <= float(row["val_accuracy"]) <= 1
+    summary = result.summary()
+    assert summary["train_images"] == 600 and summary["epochs_run"] == 2
+    assert summary["test_images"] > 100
+    matrix = np.array(summary["confusion_matrix"])
+    assert matrix.shape == (10, 10) and matrix.sum() == summary["test_images"]
+    assert np.trace(matrix) / matrix.sum() == pytest.approx(summary["test_accuracy"], abs=1e-6)
+    picture = cv2.imread(str(result.files["confusion_matrix"]))
+    assert picture is not None and picture.shape[0] > 300
+    import keras
+
+    model = keras.models.load_model(result.model_path)
+    assert model.count_params() == summary["parameters"]
+
+
+def test_flow_writes_tensorboard_scalars(flow_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, result, _ = flow_run
+    train_log = EventAccumulator(str(result.files["tensorboard"] / "train"), size_guidance={"tensors": 0})
+    train_log.Reload()
+    steps = [e.step for e in train_log.Tensors("epoch_loss")]
+    assert steps == [1, 2]
+    losses = [float(np.asarray(__import__("tensorflow").make_ndarray(e.tensor_proto))) for e in
+              train_log.Tensors("epoch_loss")]  # fmt: skip
+    assert losses == pytest.approx([r["loss"] for r in result.history], rel=1e-6)
+
+
+def test_flow_publishes_prefect_artifacts(flow_run):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterKey,
+        FlowRunFilter,
+        TaskRunFilter,
+    )
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    with get_client(sync_client=True) as client:
+        # Every field given: the embedded server rejects the client's explicit nulls for the others.
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["train-run", "train-run-summary"])),
+            flow_run_filter=FlowRunFilter(),
+            task_run_filter=TaskRunFilter(),
+            limit=10,
+            offset=0,
+            sort=ArtifactSort.KEY_ASC,
+        )
+    artifacts = {a.key: a for a in found}
+    assert set(artifacts) == {"train-run", "train-run-summary"}
+    table = artifacts["train-run"].data
+    table = json.loads(table) if isinstance(table, str) else table
+    assert [row["epoch"] for row in table] == [1, 2]
+    assert "test accuracy" in artifacts["train-run-summary"].data
+
+
+def test_flow_records_the_run_in_mlflow(flow_run):
+    from mlflow.tracking import MlflowClient
+
+    cfg, result, _ = flow_run
+    client = MlflowClient(f"sqlite:///{(Path(cfg.runs_dir) / 'mlflow.db').resolve()}")
+    run = client.get_run(result.mlflow_run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model"] == "shapes_net" and run.data.params["augment.rotation_range"] == "10.0"
+    history = client.get_metric_history(run.info.run_id, "val_accuracy")
+    assert [m.step for m in history] == [1, 2]
+    assert run.data.metrics["test_accuracy"] == pytest.approx(result.test_accuracy)
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"metrics.csv", "summary.json", "confusion_matrix.png", "model"} <= artifacts
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "model")] == ["model/model.keras"]
+
+
+# ---- resume -----------------------------------------------------------------------------------------
+_TRAIN_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from pipeline.config import TrainConfig
+    from pipeline.training import train
+    cfg = TrainConfig(**json.loads(sys.argv[1]))
+    result = train(cfg)
+    print(json.dumps({"resumed": result.resumed_after_epoch}))
+    """
+)
+
+
+def _train_in_subprocess(cfg: TrainConfig, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+    with open(log, "w") as f:
+        return subprocess.Popen(
+            [sys.executable, "-c", _TRAIN_SCRIPT, cfg.model_dump_json()],
+            env=env, stdout=subprocess.DEVNULL, stderr=f,
+        )  # fmt: skip
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_and_follows_the_uninterrupted_run(digits_dataset, tmp_path):
+    options = dict(epochs=4, max_train_samples=1000, run_name="killed")
+    cfg = _config(tmp_path, digits_dataset, **options)
+    proc = _train_in_subprocess(cfg, tmp_path / "killed.log")
+    state = Path(cfg.runs_dir) / "killed" / "checkpoints" / "state.json"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if state.exists() and json.loads(state.read_text())["epochs_done"] >= 2:
+            break
+        time.sleep(0.05)
+    log = (tmp_path / "killed.log").read_text()
+    assert proc.poll() is None, f"the run ended before it could be killed: {log[-2000:]}"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = json.loads(state.read_text())["epochs_done"]
+    assert 2 <= done < 4
+    assert not (Path(cfg.runs_dir) / "killed" / "summary.json").exists()
+
+    resumed = train(cfg)
+    assert resumed.resumed_after_epoch == done
+    uninterrupted = train(_config(tmp_path, digits_dataset, **{**options, "run_name": "whole"}))
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3, 4]
+    for a, b in zip(resumed.history, uninterrupted.history, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
+    assert resumed.test_accuracy == pytest.approx(uninterrupted.test_accuracy, abs=1e-6)
+    with pytest.raises(ConfigError, match="has finished"):
+        train(cfg)
+    with pytest.raises(ConfigError, match="another configuration"):
+        train(cfg.model_copy(update={"learning_rate": 1e-2, "epochs": 6}))
+
+
+# ---- options ---------------------------------------------------------------------------------------
+def test_on_device_augmentation_trains_and_reports(digits_dataset, tmp_path):
+    augment = AugmentConfig(rescale=1 / 255, rotation_range=15, featurewise_center=True)
+    cfg = _config(tmp_path, digits_dataset, augment_on_device=True, max_train_samples=300, augment=augment)
+    result = train(cfg)
+    assert np.isfinite(result.history[0]["loss"]) and result.test_accuracy is not None
+
+
+def test_device_path_refuses_options_it_cannot_apply():
+    with pytest.raises(ConfigError, match="brightness_range"):
+        TrainConfig(augment_on_device=True, augment=AugmentConfig(brightness_range=(0.5, 1.5)))
+
+
+def test_config_mistakes_are_named():
+    with pytest.raises(ConfigError, match="unknown model 'lenet'"):
+        TrainConfig(model="lenet")
+    with pytest.raises(ConfigError, match="fine_tune_epochs"):
+        TrainConfig(model="mnist_convnet", fine_tune_epochs=2)
+    with pytest.raises(ConfigError, match="run_name"):
+        TrainConfig(run_name="../x")
+    with pytest.raises(ConfigError, match="color_mode"):
+        TrainConfig(dataset="photos/", prepare_options={"color_mode": "cmyk"})
+
+
+def test_early_stopping_counts_epochs_without_improvement():
+    cfg = TrainConfig(early_stopping_patience=2)
+    state = {"best": None, "best_epoch": None, "wait": 0, "stopped_early": False}
+    for epoch, val in enumerate([1.0, 0.8, 0.9, 0.85], start=1):
+        _early_stopping(state, {"epoch": epoch, "loss": 0.0, "val_loss": val}, cfg)
+    assert state["best_epoch"] == 2 and state["stopped_early"]
+
+
+def test_confusion_matrix_counts_pairs():
+    matrix = confusion_matrix(np.array([0, 0, 1, 2, 2, 2]), np.array([0, 1, 1, 2, 0, 2]), 3)
+    np.testing.assert_array_equal(matrix, [[1, 1, 0], [0, 1, 0], [1, 0, 2]])
+
+
+# ---- the command line ----------------------------------------------------------------------------------
+def test_cli_train_help_lists_the_options():
+    out = runner.invoke(app, ["train", "--help"])
+    assert out.exit_code == 0
+    for option in ("--model", "--epochs", "--augment", "--run-name", "--augment-on-device", "--mlflow-uri"):
+        assert option in out.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["no/such/folder"], "source not found: no/such/folder"),
+        (["digits", "--model", "nope"], "unknown model 'nope'"),
+        (["digits", "--augment", "missing.yaml"], "config file not found: missing.yaml"),
+    ],
+)
+def test_cli_train_expected_mistakes_are_one_clear_line(args, message, tmp_path):
+    out = runner.invoke(app, ["train", *args, "--runs-dir", str(tmp_path)])
+    assert out.exit_code == 2
+    assert message in out.output and "Traceback" not in out.output
