@@ -521,7 +521,7 @@ def serve_command(
     if not api_url:
         console.print(
             "[yellow]note:[/] PREFECT_API_URL is not set: serving on Prefect's embedded API, which lives "
-            "only as long as this process (see docs/team-setup.md for a shared server)",
+            "only as long as this process (see the README's Team setup for a shared server)",
             soft_wrap=True,
         )
     serving.serve(deployments, limit=limit)

@@ -362,6 +362,7 @@ def _finish(
         "best_epoch": state["best_epoch"],
         "resumed_after_epoch": resumed_after,
         "final": {k: last.get(k) for k in ("loss", "accuracy", "val_loss", "val_accuracy")},
+        "epochs": history,
         "test_loss": test_loss,
         "test_accuracy": test_accuracy,
         "confusion_matrix": confusion,

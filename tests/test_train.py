@@ -293,3 +293,32 @@ def test_cli_train_expected_mistakes_are_one_clear_line(args, message, tmp_path)
     out = runner.invoke(app, ["train", *args, "--runs-dir", str(tmp_path)])
     assert out.exit_code == 2
     assert message in out.output and "Traceback" not in out.output
+
+
+def test_mixed_precision_keeps_the_softmax_in_float32(digits_dataset, tmp_path):
+    import keras
+
+    cfg = _config(tmp_path, digits_dataset, mixed_precision=True, max_train_samples=256)
+    result = train(cfg)
+    model = keras.models.load_model(result.model_path, compile=False)  # its optimizer scales the loss
+    assert model.layers[1].dtype_policy.name == "mixed_float16"
+    assert model.output.dtype == "float32" and np.isfinite(result.history[0]["loss"])
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after the run
+
+
+def test_xception_trains_frozen_then_fine_tunes_everything(photo_batch_u8, tmp_path):
+    import keras
+
+    from pipeline.training import Split, TrainData
+
+    images = np.stack([cv2.resize(im, (71, 71), interpolation=cv2.INTER_AREA) for im in photo_batch_u8])
+    images = np.concatenate([images, images[:, ::-1]])  # 12 photos, 2 classes
+    labels = np.array([0, 1] * 6)
+    data = TrainData(Split(images, labels), None, Split(images[:4], labels[:4]), ["a", "b"], "photos")
+    cfg = _config(tmp_path, "photos", model="xception_transfer", epochs=1, fine_tune_epochs=1,
+                  batch_size=6, augment=AugmentConfig(rescale=1 / 255))  # fmt: skip
+    result = train(cfg, data=data)
+    assert [r["phase"] for r in result.history] == ["train", "fine_tune"]
+    assert result.history[1]["learning_rate"] == pytest.approx(cfg.fine_tune_learning_rate)
+    model = keras.models.load_model(result.model_path)
+    assert model.get_layer("xception").trainable
