@@ -202,12 +202,3 @@ def render_confusion(matrix: np.ndarray, classes: Sequence[str], title: str) -> 
     cv2.putText(image, "rows: true class, columns: predicted", (8, height - 14), font, 0.4, (90, 90, 90), 1,
                 cv2.LINE_AA)  # fmt: skip
     return image
-
-
-def save_png(image: np.ndarray, path: Path) -> Path:
-    """Write an RGB picture atomically."""
-    tmp = path.with_suffix(".tmp.png")
-    if not cv2.imwrite(str(tmp), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {path}")
-    os.replace(tmp, path)
-    return path

@@ -31,6 +31,7 @@ from pipeline import tracking
 from pipeline.augment import Augmenter
 from pipeline.config import AugmentConfig, ConfigError, PrepareConfig, TrainConfig
 from pipeline.functional import normalize
+from pipeline.preview import png_bytes, write_atomic
 from pipeline.workers import BatchFeeder
 
 # Fields that may change between a killed run and its resumption without changing what is trained.
@@ -342,9 +343,8 @@ def _finish(
         matrix = tracking.confusion_matrix(data.test.labels, np.concatenate(predicted), len(data.classes))
         confusion = matrix.tolist()
         title = f"{cfg.model} on {len(data.test)} test images: accuracy {test_accuracy:.2%}"
-        files["confusion_matrix"] = tracking.save_png(
-            tracking.render_confusion(matrix, data.classes, title), run_dir / "confusion_matrix.png"
-        )
+        picture = tracking.render_confusion(matrix, data.classes, title)
+        files["confusion_matrix"] = write_atomic(run_dir / "confusion_matrix.png", png_bytes(picture))
     files["metrics"] = run_dir / "metrics.csv"
     files["tensorboard"] = run_dir / "tensorboard"
     history = state["history"]
