@@ -351,6 +351,7 @@ class TrainConfig(_Validated):
     workers: int = Field(default=2, ge=0)
     prefetch: int = Field(default=4, ge=1)
     mixed_precision: bool = False
+    distribute: Literal["auto", "none", "mirrored"] = "auto"
     early_stopping_patience: int | None = Field(default=None, ge=1)
     max_train_samples: int | None = Field(default=None, ge=1)
     runs_dir: str = "runs"

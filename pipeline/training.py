@@ -35,7 +35,16 @@ from pipeline.preview import png_bytes, write_atomic
 from pipeline.workers import BatchFeeder
 
 # Fields that may change between a killed run and its resumption without changing what is trained.
-_RESUMABLE = {"epochs", "resume", "workers", "prefetch", "tensorboard", "mlflow", "mlflow_tracking_uri"}
+_RESUMABLE = {
+    "epochs",
+    "resume",
+    "workers",
+    "prefetch",
+    "distribute",
+    "tensorboard",
+    "mlflow",
+    "mlflow_tracking_uri",
+}
 
 
 @dataclass
@@ -149,7 +158,7 @@ def train(
     previous_policy = keras.mixed_precision.global_policy()
     if cfg.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    strategy = _strategy(tf)
+    strategy = _strategy(tf, cfg.distribute)
     augmenter = Augmenter(cfg.augment, output_dtype=np.float32)
     if cfg.augment.needs_fit:
         augmenter.fit(_fit_sample(data.train.images, cfg.seed))
@@ -188,6 +197,12 @@ def train(
             "config_digest": _digest(cfg),
         }
         resumed_after = state["epochs_done"] or None
+        if strategy.num_replicas_in_sync > 1:
+            # Keras builds its loss and metrics from a plain batch on first use; the per-replica
+            # batches of the loop cannot do it, so one evaluation (no weight changes) does.
+            rows = np.arange(min(len(data.train), cfg.batch_size))
+            x = augmenter.standardize_batch(np.asarray(data.train.images[rows]))
+            model.evaluate(x, data.train.labels[rows], batch_size=len(rows), verbose=0)
         with BatchFeeder(
             feeder_augmenter, data.train.images, data.train.labels, cfg.batch_size, cfg.workers, cfg.prefetch
         ) as feeder:
@@ -248,7 +263,7 @@ def _train_epoch(
         t1 = time.perf_counter()
         if device is not None:
             x = device(x, rows, epoch, cfg.seed)
-        logs = model.train_on_batch(x, y, return_dict=True)
+        logs = model.train_on_batch(*_on_replicas(model.distribute_strategy, x, y), return_dict=True)
         t2 = time.perf_counter()
         waited += t1 - t0
         busy += t2 - t1
@@ -284,6 +299,7 @@ def evaluate(
         rows = np.arange(start, min(start + batch_size, len(split)))
         x = augmenter.standardize_batch(np.asarray(split.images[rows]))
         y = split.labels[rows]
+        x, y = _on_replicas(model.distribute_strategy, x, y)
         logs = model.test_on_batch(x, y, return_dict=True)
         loss_sum += float(logs["loss"]) * len(rows)
         acc_sum += float(logs["accuracy"]) * len(rows)
@@ -476,10 +492,30 @@ def _compile(keras: Any, model: Any, cfg: TrainConfig, steps_per_epoch: int, pha
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
 
-def _strategy(tf: Any) -> Any:
-    """All local GPUs through MirroredStrategy when there are several; else the default device."""
+def _strategy(tf: Any, distribute: str) -> Any:
+    """``auto``: every local GPU through MirroredStrategy when there are several, else the default
+    device. ``mirrored``: MirroredStrategy even so (over the logical CPUs when there is no GPU)."""
     gpus = tf.config.list_physical_devices("GPU")
-    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    if distribute == "mirrored" or (distribute == "auto" and len(gpus) > 1):
+        devices = None if gpus else [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    return tf.distribute.get_strategy()
+
+
+def _on_replicas(strategy: Any, *arrays: Any) -> tuple[Any, ...]:
+    """Each replica its own consecutive slice of the batch (a plain array would be copied whole to
+    every replica); predictions then concatenate back in the batch's order."""
+    replicas = strategy.num_replicas_in_sync
+    if replicas == 1:
+        return arrays
+    bounds = np.linspace(0, int(arrays[0].shape[0]), replicas + 1).astype(int)
+
+    def shard(array: Any) -> Any:
+        return strategy.experimental_distribute_values_from_function(
+            lambda ctx: array[bounds[ctx.replica_id_in_sync_group] : bounds[ctx.replica_id_in_sync_group + 1]]
+        )
+
+    return tuple(shard(a) for a in arrays)
 
 
 def _fit_sample(images: Any, seed: int, limit: int = 10_000) -> np.ndarray:

@@ -322,3 +322,35 @@ def test_xception_trains_frozen_then_fine_tunes_everything(photo_batch_u8, tmp_p
     assert result.history[1]["learning_rate"] == pytest.approx(cfg.fine_tune_learning_rate)
     model = keras.models.load_model(result.model_path)
     assert model.get_layer("xception").trainable
+
+
+_MIRRORED_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from pipeline.config import TrainConfig
+    from pipeline.training import train
+    out = {}
+    for distribute in ("mirrored", "none"):
+        cfg = TrainConfig(**{**json.loads(sys.argv[1]), "distribute": distribute, "run_name": distribute})
+        result = train(cfg)
+        out[distribute] = {"losses": [r["loss"] for r in result.history], "test": result.test_accuracy,
+                           "confusion": sum(map(sum, result.confusion))}
+    print(json.dumps(out))
+    """
+)
+
+
+def test_mirrored_strategy_splits_each_batch_across_replicas_and_matches_one_device(digits_dataset, tmp_path):
+    cfg = _config(tmp_path, digits_dataset, epochs=2, max_train_samples=512, workers=0)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", _MIRRORED_SCRIPT, cfg.model_dump_json()], env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    mirrored, single = out["mirrored"], out["none"]
+    assert mirrored["losses"] == pytest.approx(single["losses"], rel=1e-3)
+    assert mirrored["test"] == pytest.approx(single["test"], abs=0.02)
+    assert mirrored["confusion"] == single["confusion"]  # predictions concatenate back, one per image
