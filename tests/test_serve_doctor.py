@@ -35,6 +35,7 @@ from flows.serve import (
     to_deployment,
     worker_command,
 )
+from pipeline.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 PREFECT_YAML = REPO / "prefect.yaml"
@@ -79,7 +80,9 @@ def test_load_deployments_resolves_the_anchors():
     assert prepare.parameters["config"] == {"source": "digits", "out": "prepared/digits"}
     assert train.entrypoint == "flows/train.py:train_model"
     assert (train.path, train.function) == ("flows/train.py", "train_model")
-    assert train.parameters == {"config": {"dataset": "prepared/digits", "model": "shapes_net", "epochs": 5}}
+    config = train.parameters["config"]
+    assert (config["dataset"], config["model"]) == ("prepared/digits", "fashion_convnet")
+    assert TrainConfig(**config).augment.rotation_range == 15  # a valid training config
     assert train.concurrency_limit == {"limit": 1, "collision_strategy": "ENQUEUE"}
     assert preview.entrypoint == "flows/preview.py:preview_augmentations"
     assert all(s.work_queue == "default" and "augpipe" in s.tags for s in specs)
