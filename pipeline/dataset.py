@@ -2,7 +2,7 @@
 
 >>> ds = PreparedDataset("prepared/digits")
 >>> x, y = ds.arrays("train")                     # memmap-backed, nothing read yet
->>> train = ds.tf_dataset("train", batch_size=64, augment=AugmentConfig(rotation_range=10), seed=1)
+>>> train = ds.tf_dataset("train", batch_size=64, augment=AugmentConfig(rotation_range=10), seed=1, workers=2)
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import numpy as np
 
 from pipeline.augment import Augmenter
 from pipeline.config import AugmentConfig
-from pipeline.params import epoch_order
 from pipeline.prepare import CURRENT
+from pipeline.workers import BatchFeeder
 
 
 class ShardedImages:
@@ -106,15 +106,11 @@ class PreparedDataset:
         epoch: int = 0,
         seed: int = 0,
         shuffle: bool = True,
+        workers: int = 0,
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """One epoch of (images, labels) batches; sample i of epoch e is augmented with key (seed, e, i)."""
-        images, labels = self.arrays(split)
-        augmenter = _augmenter(augment)
-        order = epoch_order(len(images), shuffle, seed, epoch)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            batch, _ = augmenter.augment_batch(images[idx], idx, epoch=epoch, seed=seed)
-            yield batch, labels[idx]
+        """One epoch of (images, labels) batches; sample i of epoch e is augmented with key (seed, e, i),
+        by ``workers`` processes ahead of use (0: in this process), the same bytes either way."""
+        yield from self._feed(split, batch_size, augment, seed, shuffle, workers, epoch, 1)
 
     def tf_dataset(
         self,
@@ -125,25 +121,42 @@ class PreparedDataset:
         shuffle: bool = True,
         epochs: int | None = None,
         first_epoch: int = 0,
+        workers: int = 0,
     ) -> Any:
         """A prefetched ``tf.data.Dataset`` of augmented batches, epoch after epoch (``epochs=None``:
-        forever; give ``model.fit`` its ``steps_per_epoch``)."""
+        forever; give ``model.fit`` its ``steps_per_epoch``), made by ``workers`` processes."""
         import tensorflow as tf
 
         augmenter = _augmenter(augment)
         labels = self.labels(split)
 
         def generate() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-            epoch = first_epoch
-            while epochs is None or epoch < first_epoch + epochs:
-                yield from self.batches(split, batch_size, augmenter, epoch, seed, shuffle)
-                epoch += 1
+            yield from self._feed(split, batch_size, augmenter, seed, shuffle, workers, first_epoch, epochs)
 
         spec = (
             tf.TensorSpec((None, *self.image_shape), tf.as_dtype(augmenter.output_dtype)),
             tf.TensorSpec((None, *labels.shape[1:]), tf.as_dtype(labels.dtype)),
         )
         return tf.data.Dataset.from_generator(generate, output_signature=spec).prefetch(tf.data.AUTOTUNE)
+
+    def _feed(
+        self,
+        split: str,
+        batch_size: int,
+        augment: AugmentConfig | Augmenter | None,
+        seed: int,
+        shuffle: bool,
+        workers: int,
+        first_epoch: int,
+        epochs: int | None,
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        images, labels = self.arrays(split)
+        with BatchFeeder(_augmenter(augment), images, labels, batch_size, workers, shuffle=shuffle) as feeder:
+            epoch = first_epoch
+            while epochs is None or epoch < first_epoch + epochs:
+                for x, y, _ in feeder.epoch(epoch, seed):
+                    yield x, y
+                epoch += 1
 
     def _split(self, split: str) -> dict[str, Any]:
         info = self.manifest["splits"].get(split)

@@ -188,13 +188,12 @@ def test_tf_dataset_yields_the_reproducible_augmented_batches(tmp_path):
     prepare(PrepareConfig(source="digits", out=str(tmp_path / "out"), color_mode="grayscale"))
     ds = PreparedDataset(tmp_path / "out")
     aug = AugmentConfig(rotation_range=15, zoom_range=0.1)
-    tf_batches = list(
-        ds.tf_dataset("validation", batch_size=50, augment=aug, seed=3, epochs=2).as_numpy_iterator()
-    )
+    tf_data = ds.tf_dataset("validation", batch_size=50, augment=aug, seed=3, epochs=2, workers=2)
+    tf_batches = list(tf_data.as_numpy_iterator())
     expected = list(ds.batches("validation", 50, aug, epoch=0, seed=3)) + list(
         ds.batches("validation", 50, aug, epoch=1, seed=3)
     )
-    assert len(tf_batches) == len(expected)
+    assert len(tf_batches) == len(expected)  # two worker processes, the same bytes as this process
     for (x, y), (ex, ey) in zip(tf_batches, expected, strict=True):
         assert x.dtype == np.float32 and np.array_equal(x, ex) and np.array_equal(y, ey)
     assert not np.array_equal(tf_batches[0][0], expected[len(expected) // 2][0])  # epochs differ
