@@ -9,6 +9,7 @@ sqlite:///runs/mlflow.db`` shows every run without a server.
 from __future__ import annotations
 
 import csv
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -93,6 +94,10 @@ class MlflowRecorder:
     ):
         from mlflow.tracking import MlflowClient
 
+        # Creating the SQLite store logs every schema migration at INFO: not news for a training run.
+        for name in ("mlflow.store.db.utils", "alembic"):
+            if logging.getLogger(name).level == logging.NOTSET:
+                logging.getLogger(name).setLevel(logging.WARNING)
         self.client = MlflowClient(tracking_uri)
         self.tracking_uri = tracking_uri
         experiment = self.client.get_experiment_by_name(EXPERIMENT)
