@@ -3,6 +3,7 @@
 import gzip
 import hashlib
 import io
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -24,7 +25,7 @@ from pipeline.ingest import (
     read_manifest,
     scan_class_folders,
 )
-from pipeline.ingest.decode import center_crop_to_aspect
+from pipeline.ingest.decode import center_crop_to_aspect, file_extension, read_file
 
 MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 if not MNIST_DIR.is_dir():
@@ -448,3 +449,21 @@ def test_pillow_fallback_when_opencv_cannot_decode(monkeypatch, tmp_path, photos
     Image.fromarray(rgb).save(gif)
     with Image.open(gif) as expected:
         np.testing.assert_array_equal(decode_image(gif), np.asarray(expected.convert("RGB")))
+
+
+def test_read_file_reads_whole_files_of_any_size(tmp_path):
+    rng = np.random.default_rng(0)
+    for name, size in (("empty", 0), ("small", 331), ("one_read", 1 << 20), ("several_reads", 2_500_001)):
+        data = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+        (tmp_path / name).write_bytes(data)
+        assert read_file(tmp_path / name) == data
+    with pytest.raises(FileNotFoundError):
+        read_file(tmp_path / "missing")
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["a.png", "A.PNG", "d/b.Jpeg", "d.d/noext", ".png", "..png", "d/.hidden.png", "a.", "a..b", "", "./x"],
+)
+def test_file_extension_is_splitexts_lower_cased(path):
+    assert file_extension(path) == os.path.splitext(path)[1].lower()

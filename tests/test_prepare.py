@@ -211,3 +211,24 @@ def test_leftovers_of_dead_runs_are_removed_but_live_runs_kept(tmp_path):
     prepare(cfg)
     assert live.staging.exists() and not dead.exists()
     assert not (tmp_path / "out" / "versions" / ".tmp-dead").exists()
+
+
+@pytest.mark.slow
+def test_worker_processes_give_the_same_dataset_and_exact_train_stats(class_tree, tmp_path):
+    def prepared(out: str, workers: int) -> tuple[dict, dict]:
+        cfg = PrepareConfig(source=str(class_tree), out=out, target_size=(32, 40), chunk_size=3)
+        result = prepare(cfg, workers=workers)
+        manifest = PreparedDataset(out).manifest
+        pixels = {s: np.concatenate([np.load(result.version_dir / p) for p in info["shards"]])
+                  for s, info in manifest["splits"].items()}  # fmt: skip
+        return manifest, pixels
+
+    one, one_pixels = prepared(str(tmp_path / "one"), 1)
+    two, two_pixels = prepared(str(tmp_path / "two"), 2)  # this process decodes chunks beside them
+    for key in ("files", "splits", "stats", "quarantined", "fingerprint"):
+        assert one[key] == two[key], key
+    for split in one["splits"]:
+        assert np.array_equal(one_pixels[split], two_pixels[split])
+    train = one_pixels["train"].astype(np.float64)
+    assert np.allclose(one["stats"]["train_mean"], train.mean(axis=(0, 1, 2)), rtol=1e-12)
+    assert np.allclose(one["stats"]["train_std"], train.std(axis=(0, 1, 2)), rtol=1e-9)

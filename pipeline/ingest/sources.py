@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.ingest.decode import file_extension
+
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp", ".gif"})
 
 # Files that keras.datasets.<name>.load_data() (Keras 3) looks for under <keras home>/datasets before
@@ -41,8 +43,51 @@ class Sample:
     labels: tuple[str, ...]
 
 
-def _is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS
+def _image_files(folder: str, follow_links: bool) -> list[str]:
+    """Paths of the image files at any depth under folder, unsorted; unreadable folders are skipped.
+
+    os.scandir's entries know their type from the listing itself, so no file costs a stat call (an
+    lstat per file to spot links was as costly as the rest of the scan).
+    """
+    found: list[str] = []
+    pending = [folder]
+    while pending:
+        try:
+            entries = os.scandir(pending.pop())
+        except OSError:
+            continue  # as os.walk does
+        with entries:
+            for entry in entries:
+                if not follow_links and entry.is_symlink():
+                    continue
+                if entry.is_dir():
+                    pending.append(entry.path)
+                elif file_extension(entry.name) in IMAGE_EXTENSIONS:
+                    found.append(entry.path)
+    return found
+
+
+def class_folder_files(
+    root: str | os.PathLike[str], follow_links: bool = False
+) -> list[tuple[str, list[str]]]:
+    """(class, its image paths sorted) for each first-level folder of root that holds images, by class.
+
+    Files in nested subfolders belong to their first-level folder; extensions are case-insensitive.
+    """
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"class-folder root {os.fspath(root)!r} does not exist or is not a folder")
+    with os.scandir(root) as entries:
+        class_dirs = sorted(
+            (e for e in entries if e.is_dir() and (follow_links or not e.is_symlink())), key=lambda e: e.name
+        )
+    found = [(d.name, sorted(_image_files(d.path, follow_links))) for d in class_dirs]
+    found = [(name, paths) for name, paths in found if paths]
+    if not found:
+        raise ValueError(
+            f"no images under {os.fspath(root)!r} in {len(class_dirs)} class folders; "
+            f"looked for extensions {sorted(IMAGE_EXTENSIONS)}"
+        )
+    return found
 
 
 def scan_class_folders(root: str | os.PathLike[str], follow_links: bool = False) -> list[Sample]:
@@ -50,29 +95,7 @@ def scan_class_folders(root: str | os.PathLike[str], follow_links: bool = False)
 
     Files in nested subfolders belong to their first-level folder; extensions are case-insensitive.
     """
-    root_path = Path(root)
-    if not root_path.is_dir():
-        raise FileNotFoundError(f"class-folder root {os.fspath(root)!r} does not exist or is not a folder")
-    samples: list[Sample] = []
-    class_dirs = sorted(p for p in root_path.iterdir() if p.is_dir() and (follow_links or not p.is_symlink()))
-    for class_dir in class_dirs:
-        paths: list[str] = []
-        for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=follow_links):
-            dirnames.sort()
-            for name in filenames:
-                # plain string work: pathlib costs more than the listing on 70,000 files
-                if os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
-                    continue
-                file = os.path.join(dirpath, name)
-                if follow_links or not os.path.islink(file):
-                    paths.append(file)
-        samples.extend(Sample(path, (class_dir.name,)) for path in sorted(paths))
-    if not samples:
-        raise ValueError(
-            f"no images under {os.fspath(root)!r} in {len(class_dirs)} class folders; "
-            f"looked for extensions {sorted(IMAGE_EXTENSIONS)}"
-        )
-    return samples
+    return [Sample(path, (name,)) for name, paths in class_folder_files(root, follow_links) for path in paths]
 
 
 def read_manifest(
