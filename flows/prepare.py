@@ -22,6 +22,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
 
 from pipeline import prepare
 from pipeline.config import PrepareConfig
@@ -134,8 +135,12 @@ def prepare_dataset(config: PrepareConfig, dask_address: str | None = None) -> P
     items = scan_task(config)
     run = start_run_task(config)
     chunks = prepare.chunked(items, config.chunk_size)
-    futures = decode_chunk_task.map(unmapped(config), chunks, unmapped(run.staging), range(len(chunks)))
-    result = finalize_task(config, run, _gather(futures))
+    # quote(): Prefect would otherwise walk every item of every chunk, and every key of every record,
+    # looking for futures to resolve, which took more time than decoding the files.
+    futures = decode_chunk_task.map(
+        unmapped(config), [quote(c) for c in chunks], unmapped(run.staging), range(len(chunks))
+    )
+    result = finalize_task(config, run, quote(_gather(futures)))
     report_task(result)
     return result
 
