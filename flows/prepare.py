@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from prefect import flow, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -22,13 +22,13 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
-from prefect.utilities.annotations import quote
 
 from pipeline import prepare
 from pipeline.config import PrepareConfig
 from pipeline.prepare import ChunkRecord, Item, PrepareResult, RunDirs
 
 DASK_ADDRESS_ENV = "AUGPIPE_DASK_ADDRESS"
+T = TypeVar("T")
 
 # Called as (chunks done, chunks in all) while chunks finish; set by run_prepare for the CLI's bar.
 # A context variable rather than a flow parameter: a callback cannot be a (JSON) flow parameter.
@@ -42,6 +42,23 @@ def task_runner_for(dask_address: str | None) -> TaskRunner[Any]:
 
         return DaskTaskRunner(address=dask_address)
     return ThreadPoolTaskRunner(max_workers=os.cpu_count() or 1)
+
+
+class Whole(Generic[T]):
+    """A task argument that task runners pass as one value. Prefect would otherwise walk every item
+    of a chunk and every key of a record looking for futures (longer than decoding MNIST's files),
+    and Dask would rebuild the items, tuples, as plain tuples."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: T):
+        self.value = value
+
+    def __getstate__(self) -> T:
+        return self.value
+
+    def __setstate__(self, value: T) -> None:
+        self.value = value
 
 
 def _is_transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -73,13 +90,15 @@ def start_run_task(config: PrepareConfig) -> RunDirs:
     retry_delay_seconds=1,
     retry_condition_fn=_is_transient,
 )
-def decode_chunk_task(config: PrepareConfig, items: list[Item], staging: Path, chunk_id: int) -> ChunkRecord:
-    return prepare.decode_chunk(config, items, staging, chunk_id)
+def decode_chunk_task(
+    config: PrepareConfig, items: Whole[list[Item]], staging: Path, chunk_id: int
+) -> ChunkRecord:
+    return prepare.decode_chunk(config, items.value, staging, chunk_id)
 
 
 @task(name="finalize", cache_policy=NO_CACHE)
-def finalize_task(config: PrepareConfig, run: RunDirs, records: list[ChunkRecord]) -> PrepareResult:
-    return prepare.finalize(config, run, records)
+def finalize_task(config: PrepareConfig, run: RunDirs, records: Whole[list[ChunkRecord]]) -> PrepareResult:
+    return prepare.finalize(config, run, records.value)
 
 
 @task(name="report", cache_policy=NO_CACHE)
@@ -135,12 +154,10 @@ def prepare_dataset(config: PrepareConfig, dask_address: str | None = None) -> P
     items = scan_task(config)
     run = start_run_task(config)
     chunks = prepare.chunked(items, config.chunk_size)
-    # quote(): Prefect would otherwise walk every item of every chunk, and every key of every record,
-    # looking for futures to resolve, which took more time than decoding the files.
     futures = decode_chunk_task.map(
-        unmapped(config), [quote(c) for c in chunks], unmapped(run.staging), range(len(chunks))
+        unmapped(config), [Whole(c) for c in chunks], unmapped(run.staging), range(len(chunks))
     )
-    result = finalize_task(config, run, quote(_gather(futures)))
+    result = finalize_task(config, run, Whole(_gather(futures)))
     report_task(result)
     return result
 

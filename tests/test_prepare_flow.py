@@ -16,7 +16,7 @@ from sklearn.datasets import load_sample_images
 from typer.testing import CliRunner
 
 from flows.cli import app
-from flows.prepare import count_rows, decode_chunk_task, prepare_dataset, run_prepare
+from flows.prepare import Whole, count_rows, decode_chunk_task, prepare_dataset, run_prepare
 from pipeline.config import PrepareConfig
 from pipeline.prepare import Item, current_version, start_run
 
@@ -106,7 +106,7 @@ def test_decode_chunk_task_logic_runs_without_the_engine(class_tree, tmp_path):
     cfg = _tree_config(class_tree, tmp_path / "out")
     run = start_run(cfg)
     items = [Item("china/china-0.png", ("china",), path=str(class_tree / "china" / "china-0.png"))]
-    record = decode_chunk_task.fn(cfg, items, run.staging, 7)
+    record = decode_chunk_task.fn(cfg, Whole(items), run.staging, 7)
     assert record.keys == ["china/china-0.png"] and record.decoded == 1
     assert np.load(record.pixels).shape == (1, 32, 32, 3)
 
