@@ -402,7 +402,8 @@ def train_command(
                 val = f", val_accuracy {row['val_accuracy']:.4f}" if row["val_accuracy"] is not None else ""
                 progress.console.print(
                     f"epoch {row['epoch']}: loss {row['loss']:.4f}, accuracy {row['accuracy']:.4f}{val}, "
-                    f"{row['images_per_second']:,.0f} images/s, input wait {row['input_wait_fraction']:.1%}"
+                    f"{row['images_per_second']:,.0f} images/s, input wait {row['input_wait_fraction']:.1%}",
+                    soft_wrap=True,
                 )
                 next_epoch = f"epoch {row['epoch'] + 1} of {cfg.total_epochs}"
                 progress.update(bar, description=next_epoch, completed=0)
