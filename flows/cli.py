@@ -312,8 +312,11 @@ def models_command(
 @app.command("train")
 def train_command(
     dataset: Annotated[
-        str, typer.Argument(help="A prepared dataset folder, or any source `augpipe prepare` accepts.")
-    ] = "digits",
+        str | None,
+        typer.Argument(
+            help="A prepared dataset folder, or any source `augpipe prepare` accepts (default: digits)."
+        ),
+    ] = None,
     model: Annotated[str | None, typer.Option(help="A registered model (see `augpipe models`).")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Epochs.")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Images per batch.")] = None,
@@ -357,8 +360,9 @@ def train_command(
     from pipeline.config import TrainConfig
 
     given: dict[str, Any] = {
-        "model": model, "epochs": epochs, "batch_size": batch_size, "optimizer": optimizer,
-        "learning_rate": learning_rate, "lr_schedule": lr_schedule, "seed": seed, "workers": workers,
+        "dataset": dataset, "model": model, "epochs": epochs, "batch_size": batch_size,
+        "optimizer": optimizer, "learning_rate": learning_rate, "lr_schedule": lr_schedule, "seed": seed,
+        "workers": workers,
         "run_name": run_name, "runs_dir": None if runs_dir is None else str(runs_dir),
         "early_stopping_patience": early_stopping, "max_train_samples": max_train_samples,
         "mixed_precision": mixed_precision or None, "augment_on_device": augment_on_device or None,
@@ -369,9 +373,9 @@ def train_command(
             given["augment"] = AugmentConfig.from_yaml(augment)
         overrides = {k: v for k, v in given.items() if v is not None}
         if config is not None:
-            cfg = TrainConfig.from_yaml(config, dataset=dataset, **overrides)
+            cfg = TrainConfig.from_yaml(config, **overrides)
         else:
-            cfg = TrainConfig(dataset=dataset, **overrides)
+            cfg = TrainConfig(**overrides)
         if not (Path(cfg.dataset) / "CURRENT").exists():  # not prepared: fail now if it cannot be
             from pipeline.config import PrepareConfig
             from pipeline.prepare import resolve_kind

@@ -354,3 +354,16 @@ def test_mirrored_strategy_splits_each_batch_across_replicas_and_matches_one_dev
     assert mirrored["losses"] == pytest.approx(single["losses"], rel=1e-3)
     assert mirrored["test"] == pytest.approx(single["test"], abs=0.02)
     assert mirrored["confusion"] == single["confusion"]  # predictions concatenate back, one per image
+
+
+def test_cli_train_reads_a_config_file_that_options_override(digits_dataset, tmp_path):
+    config = tmp_path / "train.yaml"
+    config.write_text(
+        f"train:\n  dataset: {digits_dataset}\n  model: shapes_net\n  epochs: 3\n  workers: 0\n"
+        f"  max_train_samples: 128\n  mlflow: false\n  runs_dir: {tmp_path / 'runs'}\n  run_name: from-yaml\n"
+    )
+    out = runner.invoke(app, ["train", "--config", str(config), "--epochs", "1"])
+    assert out.exit_code == 0, out.output
+    summary = json.loads((tmp_path / "runs" / "from-yaml" / "summary.json").read_text())
+    assert summary["epochs_run"] == 1 and summary["train_images"] == 128  # the option beat the file
+    assert summary["dataset"].startswith(str(digits_dataset))
