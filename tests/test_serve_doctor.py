@@ -7,7 +7,6 @@ import http.server
 import os
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import metadata
@@ -290,7 +289,6 @@ def health_server(status: int) -> Iterator[str]:
 
 
 def test_doctor_reports_versions_devices_and_an_unanswering_api():
-    start = time.perf_counter()
     report = diagnose(api_url="http://127.0.0.1:9/api", timeout=1.0)
     assert report.versions["prefect"] == metadata.version("prefect") == "3.8.8"
     assert report.versions["augpipe"] == metadata.version("augpipe")
@@ -307,8 +305,17 @@ def test_doctor_reports_versions_devices_and_an_unanswering_api():
     assert report.problems == []
     assert report.api.url == "http://127.0.0.1:9/api"
     assert report.api.answered is False and not report.ok
-    assert report.api.seconds is not None and report.api.seconds < 1.0 + 0.5
-    assert time.perf_counter() - start < 60  # TensorFlow's import included
+    assert report.api.seconds is not None and "timeout 1 s" in report.api.detail
+
+
+def test_check_api_gives_up_on_a_server_that_never_answers():
+    import socket
+
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog), never replies
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        check = check_api(f"http://127.0.0.1:{silent.getsockname()[1]}/api", timeout=0.2)
+    assert check.answered is False and "ReadTimeout" in check.detail, check.detail
 
 
 def test_check_api_answers_and_fails():
