@@ -9,14 +9,16 @@ sqlite:///runs/mlflow.db`` shows every run without a server.
 from __future__ import annotations
 
 import csv
+import io
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+
+from pipeline.preview import write_atomic
 
 EPOCH_COLUMNS = (
     "epoch",
@@ -35,13 +37,12 @@ EXPERIMENT = "augpipe"
 
 def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
     """All epochs so far, replaced atomically (a resumed run rewrites the rows it kept)."""
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=EPOCH_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in EPOCH_COLUMNS})
-    os.replace(tmp, path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=EPOCH_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in EPOCH_COLUMNS})
+    write_atomic(path, text.getvalue().encode())
 
 
 class TensorBoardWriter:

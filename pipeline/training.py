@@ -561,9 +561,7 @@ def resume_state(cfg: TrainConfig, run_dir: Path) -> dict[str, Any] | None:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_jsonable))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2, default=_jsonable).encode())
 
 
 def _jsonable(value: Any) -> Any:
