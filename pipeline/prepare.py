@@ -27,30 +27,30 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import cv2
 import numpy as np
 
-from pipeline.config import PrepareConfig
 from pipeline.ingest import (
     ImageProblem,
-    check_and_decode,
     load_bundled_digits,
     load_idx_dataset,
     load_keras_dataset,
     load_npz,
     read_manifest,
 )
-from pipeline.ingest.decode import read_file, resize
+from pipeline.ingest.decode import decode_checked, read_file, resize, validate_options
 from pipeline.ingest.sources import class_folder_files
+
+if TYPE_CHECKING:  # not imported at run time: decoding workers then start without pydantic
+    from pipeline.config import PrepareConfig
 
 CURRENT = "CURRENT"
 _IDX_IMAGES = re.compile(r"images[-.]idx3[-.]ubyte")
@@ -67,6 +67,31 @@ class Item(NamedTuple):
     labels: tuple[str, ...]
     path: str | None = None
     index: int | None = None
+
+
+class ChunkOptions(NamedTuple):
+    """What decoding a chunk needs of a PrepareConfig, as plain values: a worker process that is
+    sent these starts without importing pydantic and the config models, which is most of its start."""
+
+    out: str
+    kind: str
+    source: str
+    color_mode: str
+    target_size: tuple[int, int] | None
+    interpolation: str
+    keep_aspect_ratio: bool
+    max_pixels: int
+    splits: dict[str, float]
+    split_salt: str
+    decode_fingerprint: str
+
+    @classmethod
+    def of(cls, cfg: PrepareConfig) -> ChunkOptions:
+        return cls(
+            cfg.out, resolve_kind(cfg), cfg.source, cfg.color_mode,
+            tuple(cfg.target_size) if cfg.target_size is not None else None, cfg.interpolation,
+            cfg.keep_aspect_ratio, cfg.max_pixels, dict(cfg.splits), cfg.split_salt, cfg.decode_fingerprint(),
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -194,9 +219,10 @@ def _scan(cfg: PrepareConfig) -> list[Item]:
     if kind == "folders":
         cut = len(os.path.join(cfg.source, ""))
         items: list[Item] = []
+        make = Item._make  # tuple.__new__: a third faster than calling Item for each of a million files
         for name, paths in class_folder_files(cfg.source, follow_links=cfg.follow_links):
             labels = (name,)  # one tuple for the class: also pickled once per chunk, not once per item
-            items += [Item(path[cut:], labels, path) for path in paths]
+            items += [make((path[cut:], labels, path, None)) for path in paths]
         return items
     if kind == "manifest":
         root = Path(cfg.source).parent
@@ -271,10 +297,20 @@ def _hash(data: bytes) -> str:
 def decode_chunk(cfg: PrepareConfig, items: list[Item], staging: Path, chunk_id: int) -> ChunkRecord:
     """Decode (or reuse from the current version, by content hash) one chunk; bad files are
     quarantined with their reason, never raised."""
+    return _decode_chunk(ChunkOptions.of(cfg), items, staging, chunk_id)
+
+
+def _decode_chunk(cfg: ChunkOptions, items: list[Item], staging: Path, chunk_id: int) -> ChunkRecord:
+    validate_options(cfg.color_mode, cfg.target_size, cfg.interpolation, cfg.max_pixels)
+    decode = functools.partial(
+        decode_checked, color_mode=cfg.color_mode, target_size=cfg.target_size,
+        interpolation=cfg.interpolation, keep_aspect_ratio=cfg.keep_aspect_ratio, max_pixels=cfg.max_pixels,
+    )  # fmt: skip
     record = ChunkRecord(chunk_id, None)
+    keys, hashes, labels = record.keys, record.hashes, record.labels
     previous = current_version(cfg.out)
-    reuse = _previous_index(str(previous), cfg.decode_fingerprint()) if previous else {}
-    arrays = None if items and items[0].path is not None else load_arrays(resolve_kind(cfg), cfg.source)[0]
+    reuse = _previous_index(str(previous), cfg.decode_fingerprint) if previous else {}
+    arrays = None if items and items[0].path is not None else load_arrays(cfg.kind, cfg.source)[0]
     pixels: np.ndarray | None = None  # one row per kept item, allocated at the first one
     shapes: set[tuple[int, ...]] = set()
     for item in items:
@@ -287,16 +323,13 @@ def decode_chunk(cfg: PrepareConfig, items: list[Item], staging: Path, chunk_id:
                     image = np.array(_open_shard(shard)[row])
                     record.reused += 1
                 else:
-                    image = check_and_decode(
-                        item.path, cfg.color_mode, cfg.target_size, cfg.interpolation,
-                        cfg.keep_aspect_ratio, cfg.max_pixels, data=data,
-                    )  # fmt: skip
+                    image = decode(data, item.path)
                     record.decoded += 1
             else:
                 assert arrays is not None and item.index is not None
                 image = arrays[item.index]
                 if cfg.target_size is not None and image.shape[:2] != tuple(cfg.target_size):
-                    image = resize(image, tuple(cfg.target_size), cfg.interpolation, cfg.keep_aspect_ratio)
+                    image = resize(image, cfg.target_size, cfg.interpolation, cfg.keep_aspect_ratio)
                     image = image if image.ndim == 3 else image[..., None]
                 digest = _hash(np.ascontiguousarray(image).tobytes())
                 record.decoded += 1  # read from the array source
@@ -314,12 +347,13 @@ def decode_chunk(cfg: PrepareConfig, items: list[Item], staging: Path, chunk_id:
             pixels = np.empty((len(items), *image.shape), np.uint8)
         shapes.add(image.shape)
         if image.shape == pixels.shape[1:]:
-            pixels[len(record.keys)] = image
-        record.keys.append(item.key)
-        record.hashes.append(digest)
-        record.labels.append(item.labels)
-        record.splits.append(split_of(item.key, cfg.splits, cfg.split_salt))
-    record.listing = json.dumps(record.keys + record.hashes + ["\0".join(lab) for lab in record.labels])
+            pixels[len(keys)] = image
+        keys.append(item.key)
+        hashes.append(digest)
+        labels.append(item.labels)
+    split = _splitter(tuple(cfg.splits.items()), cfg.split_salt)
+    record.splits = [split(key) for key in keys]
+    record.listing = json.dumps(keys + hashes + ["\0".join(lab) for lab in labels])
     if len(shapes) > 1:
         some = sorted(shapes)[:4]
         raise ValueError(
@@ -369,13 +403,25 @@ def _open_shard(path: str) -> np.ndarray:
 def split_of(key: str, splits: dict[str, float], salt: str) -> str:
     """Stable split from a hash of the key: adding files never moves existing ones. Every class is
     cut at the same thresholds, so each split holds each class in the configured proportion."""
-    u = int.from_bytes(hashlib.sha256(f"{salt}\0{key}".encode()).digest()[:8], "big") / 2**64
-    edge = 0.0
-    for name, fraction in splits.items():
-        edge += fraction
-        if u < edge:
-            return name
-    return next(reversed(splits))
+    return _splitter(tuple(splits.items()), salt)(key)
+
+
+@functools.lru_cache(maxsize=8)
+def _splitter(splits: tuple[tuple[str, float], ...], salt: str) -> Callable[[str], str]:
+    """split_of for one configuration, with what does not depend on the key worked out once."""
+    prefix = f"{salt}\0".encode()
+    cuts = list(zip(itertools.accumulate(f for _, f in splits), (name for name, _ in splits), strict=True))
+    last = splits[-1][0]
+    sha256, from_bytes = hashlib.sha256, int.from_bytes
+
+    def split(key: str) -> str:
+        u = from_bytes(sha256(prefix + key.encode()).digest()[:8], "big") / 2**64
+        for edge, name in cuts:
+            if u < edge:
+                return name
+        return last
+
+    return split
 
 
 def finalize(cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord]) -> PrepareResult:
@@ -562,6 +608,8 @@ def _report(
 
 
 def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version  # here: workers never need it
+
     out = {"opencv": cv2.__version__, "numpy": np.__version__}
     for dist in ("augpipe", "pillow"):
         try:
@@ -610,21 +658,29 @@ def prepare(cfg: PrepareConfig, workers: int = 1) -> PrepareResult:
                 ctx.set_forkserver_preload([__name__])  # workers are forked with the decoders imported
             with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
                 # Starting a worker waits for the fork server to import the decoders: that wait goes to
-                # a thread, so that this process scans the source meanwhile.
+                # a thread, so that this process scans the source and starts decoding meanwhile.
                 starter = threading.Thread(target=lambda: [pool.submit(int) for _ in range(workers)])
                 starter.start()
                 try:
                     chunks = chunked(scan(cfg), cfg.chunk_size)
+                    options = ChunkOptions.of(cfg)
+                    # This process decodes chunks from the back: while the workers start (up to its
+                    # share of them), and then those that no worker has taken yet, rather than only wait.
+                    done_here: dict[int, ChunkRecord] = {}
+                    queued = len(chunks)
+                    while len(done_here) < len(chunks) // (workers + 1) and starter.is_alive():
+                        queued -= 1
+                        done_here[queued] = _decode_chunk(options, chunks[queued], run.staging, queued)
                 finally:
                     starter.join()
-                futures = [pool.submit(decode_chunk, cfg, c, run.staging, i) for i, c in enumerate(chunks)]
-                # Rather than only wait, this process decodes the chunks no worker has taken yet, from
-                # the back; that also puts to use the time the workers take to start.
-                done_here: dict[int, ChunkRecord] = {}
-                for i in reversed(range(len(chunks))):
+                futures = {
+                    i: pool.submit(_decode_chunk, options, chunk, run.staging, i)
+                    for i, chunk in enumerate(chunks[:queued])
+                }
+                for i in reversed(range(queued)):
                     if futures[i].cancel():
-                        done_here[i] = decode_chunk(cfg, chunks[i], run.staging, i)
-                records = [done_here[i] if i in done_here else f.result() for i, f in enumerate(futures)]
+                        done_here[i] = _decode_chunk(options, chunks[i], run.staging, i)
+                records = [done_here.get(i) or futures[i].result() for i in range(len(chunks))]
         else:
             chunks = chunked(scan(cfg), cfg.chunk_size)
             records = [decode_chunk(cfg, c, run.staging, i) for i, c in enumerate(chunks)]

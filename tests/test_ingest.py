@@ -451,9 +451,22 @@ def test_pillow_fallback_when_opencv_cannot_decode(monkeypatch, tmp_path, photos
         np.testing.assert_array_equal(decode_image(gif), np.asarray(expected.convert("RGB")))
 
 
+def test_png_with_bytes_after_iend_is_complete_and_one_cut_inside_iend_is_truncated(tmp_path, photos_u8):
+    png = _encode(photos_u8["rgb"], "PNG")
+    expected = decode_image(png)
+    (tmp_path / "padded.png").write_bytes(png + b"\x00" * 7)  # some writers pad; the chunks are whole
+    np.testing.assert_array_equal(check_and_decode(tmp_path / "padded.png"), expected)
+    (tmp_path / "cut.png").write_bytes(png[:-2])  # only the end of IEND's CRC is missing
+    with pytest.raises(ImageProblem, match="before its IEND") as err:
+        check_and_decode(tmp_path / "cut.png")
+    assert err.value.reason == "truncated"
+
+
 def test_read_file_reads_whole_files_of_any_size(tmp_path):
     rng = np.random.default_rng(0)
-    for name, size in (("empty", 0), ("small", 331), ("one_read", 1 << 20), ("several_reads", 2_500_001)):
+    sizes = {"empty": 0, "small": 331, "first_read": 1 << 16, "just_over": (1 << 16) + 1,
+             "one_more_read": (1 << 20) + (1 << 16), "several_reads": 2_500_001}  # fmt: skip
+    for name, size in sizes.items():
         data = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
         (tmp_path / name).write_bytes(data)
         assert read_file(tmp_path / name) == data

@@ -47,9 +47,13 @@ EXTENSION_FORMATS: dict[str, str] = {
 }
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the whole IEND chunk: length 0, type, its fixed CRC
 _PNG_CHUNK_HEAD = struct.Struct(">I4s")  # length, type
 _PNG_SIZE = struct.Struct(">II")  # width, height: the first fields of IHDR, at byte 16
-_READ_SIZE = 1 << 20  # one read takes a whole image of up to a megabyte
+# One read takes a whole image of up to 64 KiB: os.read allocates the size asked for first, and a
+# megabyte at a time cost a microsecond a file. Larger files are read on a megabyte at a time.
+_READ_SIZE = 1 << 16
+_READ_MORE = 1 << 20
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)  # O_BINARY: Windows only
 _EXIF_ORIENTATION = 274
 _UINT8 = np.dtype(np.uint8)  # a dtype object: numpy converts np.uint8 on every use, which shows per file
@@ -94,6 +98,8 @@ def sniff_format(data: bytes) -> str | None:
 
 def _png_is_complete(data: bytes) -> bool:
     """Walk the PNG chunk list; complete means an IEND chunk is reached within the data."""
+    if data.endswith(_PNG_IEND):  # the common case, without the walk: nothing is cut off the end
+        return True
     pos, size = len(_PNG_SIGNATURE), len(data)
     while pos + 8 <= size:
         length, chunk_type = _PNG_CHUNK_HEAD.unpack_from(data, pos)
@@ -214,9 +220,10 @@ def resize(
     return out[..., None] if out.ndim == 2 else out
 
 
-def _validate_options(
+def validate_options(
     color_mode: str, target_size: tuple[int, int] | None, interpolation: str, max_pixels: int
 ) -> None:
+    """Raise ValueError naming the decode option that is wrong (decode_checked trusts its caller)."""
     if color_mode not in COLOR_MODES:
         raise ValueError(f"color_mode must be one of {COLOR_MODES}, but got {color_mode!r}")
     if interpolation not in INTERPOLATIONS:
@@ -269,7 +276,7 @@ def read_file(path: str | os.PathLike[str]) -> bytes:
         more = os.read(fd, _READ_SIZE)
         if more:  # a large file: read on to its end
             parts = [data, more]
-            while more := os.read(fd, _READ_SIZE):
+            while more := os.read(fd, _READ_MORE):
                 parts.append(more)
             data = b"".join(parts)
     finally:
@@ -292,28 +299,30 @@ def decode_image(
     refused before any pixel is decoded (Pillow's own hard limit, twice its MAX_IMAGE_PIXELS, still
     applies when max_pixels is set above it). Raises ImageProblem with a reason code.
     """
-    _validate_options(color_mode, target_size, interpolation, max_pixels)
+    validate_options(color_mode, target_size, interpolation, max_pixels)
     if isinstance(data, bytes):
         name = "<bytes>"
     else:
         name = os.fspath(data)
         data = read_file(data)
-    return _decode(data, name, color_mode, target_size, interpolation, keep_aspect_ratio, max_pixels)
+    fmt = sniff_format(data) if data else None
+    return _decode(data, name, fmt, color_mode, target_size, interpolation, keep_aspect_ratio, max_pixels)
 
 
 def _decode(
     data: bytes,
     name: str,
+    fmt: str | None,
     color_mode: ColorMode,
     target_size: tuple[int, int] | None,
     interpolation: Interpolation,
     keep_aspect_ratio: bool,
     max_pixels: int,
 ) -> np.ndarray:
-    """decode_image's work, on validated options; ``name`` says which file the messages are about."""
+    """decode_image's work, on validated options; ``name`` says which file the messages are about and
+    ``fmt`` is sniff_format(data)."""
     if not data:
         raise ImageProblem("empty", f"{name}: file is empty (0 bytes)")
-    fmt = sniff_format(data)
     if fmt is None:
         raise ImageProblem("not_an_image", f"{name}: content starts {data[:8]!r}, not a known image format")
     cut = _truncation(fmt, data)
@@ -339,10 +348,12 @@ def _decode(
     if image.size == 0:
         raise ImageProblem("corrupt", f"{name}: decoded to an empty array of shape {image.shape}")
     image = _to_uint8(image, name)
-    image = _convert_color(_orient(image, orientation), color_mode, name)
+    if orientation != 1:
+        image = _orient(image, orientation)
+    image = _convert_color(image, color_mode, name)
     if target_size is not None:
         image = resize(image, tuple(target_size), interpolation, keep_aspect_ratio)
-    return np.ascontiguousarray(image)
+    return image if image.flags.c_contiguous else np.ascontiguousarray(image)
 
 
 def check_and_decode(
@@ -358,14 +369,29 @@ def check_and_decode(
 
     ``data``: the file's bytes when the caller has read them already (to hash them, say).
     """
+    validate_options(color_mode, target_size, interpolation, max_pixels)
     name = os.fspath(path)
-    if data is None:
-        data = read_file(path)
+    return decode_checked(
+        read_file(path) if data is None else data,
+        name, color_mode, target_size, interpolation, keep_aspect_ratio, max_pixels,
+    )  # fmt: skip
+
+
+def decode_checked(
+    data: bytes,
+    name: str,
+    color_mode: ColorMode,
+    target_size: tuple[int, int] | None,
+    interpolation: Interpolation,
+    keep_aspect_ratio: bool,
+    max_pixels: int,
+) -> np.ndarray:
+    """check_and_decode on a file's bytes (``name``: its path), with options the caller has checked
+    with validate_options once: a preparation decodes a million files with the same options."""
     expected = EXTENSION_FORMATS.get(file_extension(name))
     actual = sniff_format(data) if data else None
     if expected is not None and actual is not None and actual != expected:
         raise ImageProblem(
             "wrong_extension", f"{name}: content is {actual} but the extension says {expected}"
         )
-    _validate_options(color_mode, target_size, interpolation, max_pixels)
-    return _decode(data, name, color_mode, target_size, interpolation, keep_aspect_ratio, max_pixels)
+    return _decode(data, name, actual, color_mode, target_size, interpolation, keep_aspect_ratio, max_pixels)

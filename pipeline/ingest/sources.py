@@ -62,7 +62,12 @@ def _image_files(folder: str, follow_links: bool) -> list[str]:
                     continue
                 if entry.is_dir():
                     pending.append(entry.path)
-                elif file_extension(entry.name) in IMAGE_EXTENSIONS:
+                    continue
+                name = entry.name
+                dot = name.rfind(".")
+                # file_extension(name), without the call for the usual name (not starting with a dot)
+                ext = name[dot:].lower() if dot > 0 and name[0] != "." else file_extension(name)
+                if ext in IMAGE_EXTENSIONS:
                     found.append(entry.path)
     return found
 
