@@ -450,9 +450,10 @@ def _finalize(cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord]) -> P
     if len(shapes) > 1:
         raise ValueError(f"images differ in size {sorted(shapes)}: set target_size")
     image_shape = shapes.pop()
-    rows.sort(key=lambda r: r[0])
-    classes = sorted({lab for r in rows for lab in r[2]})
-    multi_label = any(len(r[2]) != 1 for r in rows)
+    rows.sort(key=itemgetter(0))
+    distinct_labels = {labels for rec in records for labels in set(rec.labels)}  # a few, not one a row
+    classes = sorted({lab for labels in distinct_labels for lab in labels})
+    multi_label = any(len(labels) != 1 for labels in distinct_labels)
     # The same bytes as json.dumps of the list of the chunks' lists, from the parts that the chunks
     # dumped in parallel.
     fingerprint = _hash(
@@ -487,19 +488,19 @@ def _finalize(cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord]) -> P
             part = srows[start : start + cfg.shard_size]
             shard_name = f"{split}/images-{s:05d}.npy"
             _write_shard(tmp / shard_name, part, image_shape)
+            # labels stay tuples: JSON writes them as the same lists, without a list made a row
             files += [
-                {"key": key, "hash": digest, "labels": list(labels), "split": split, "shard": shard_name,
+                {"key": key, "hash": digest, "labels": labels, "split": split, "shard": shard_name,
                  "row": row}
                 for row, (key, digest, labels, _, _, _) in enumerate(part)
             ]  # fmt: skip
             shards.append(shard_name)
         labels_array = _label_array([r[2] for r in srows], classes, multi_label)
         np.save(tmp / split / "labels.npy", labels_array)
-        counts = {c: 0 for c in classes}
-        for r in srows:
-            for lab in r[2]:
-                counts[lab] += 1
-        split_info[split] = {"count": len(srows), "shards": shards, "class_counts": counts}
+        counted = Counter(itertools.chain.from_iterable(map(itemgetter(2), srows)))
+        split_info[split] = {
+            "count": len(srows), "shards": shards, "class_counts": {c: counted[c] for c in classes}
+        }  # fmt: skip
 
     histogram = sum(
         (r.train_histogram for r in records if r.train_histogram is not None),
