@@ -476,7 +476,24 @@ def test_read_file_reads_whole_files_of_any_size(tmp_path):
 
 @pytest.mark.parametrize(
     "path",
-    ["a.png", "A.PNG", "d/b.Jpeg", "d.d/noext", ".png", "..png", "d/.hidden.png", "a.", "a..b", "", "./x"],
+    [
+        "a.png",
+        "A.PNG",
+        "d/b.Jpeg",
+        "d.d/noext",
+        ".png",
+        "..png",
+        "d/.hidden.png",
+        "a.",
+        "a..b",
+        "",
+        "./x",
+        "d/..x.PNG",
+        "d.d/.hidden",
+        "...",
+        "d/",
+        "/abs/3/train-00001.png",
+    ],
 )
 def test_file_extension_is_splitexts_lower_cased(path):
     assert file_extension(path) == os.path.splitext(path)[1].lower()

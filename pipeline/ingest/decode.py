@@ -72,8 +72,11 @@ def file_extension(path: str) -> str:
 
     A tenth of splitext's cost, which shows when every file of a large source is asked.
     """
-    name = path[max(path.rfind("/"), path.rfind(os.sep)) + 1 :]
-    _, dot, ext = name.lstrip(".").rpartition(".")  # leading dots do not start an extension
+    start = max(path.rfind("/"), path.rfind(os.sep)) + 1  # where the file name starts
+    dot = path.rfind(".")
+    if dot > start and path[start] != ".":  # the usual name: its last dot starts the extension
+        return path[dot:].lower()
+    _, dot, ext = path[start:].lstrip(".").rpartition(".")  # leading dots do not start an extension
     return f".{ext.lower()}" if dot else ""
 
 

@@ -63,11 +63,7 @@ def _image_files(folder: str, follow_links: bool) -> list[str]:
                 if entry.is_dir():
                     pending.append(entry.path)
                     continue
-                name = entry.name
-                dot = name.rfind(".")
-                # file_extension(name), without the call for the usual name (not starting with a dot)
-                ext = name[dot:].lower() if dot > 0 and name[0] != "." else file_extension(name)
-                if ext in IMAGE_EXTENSIONS:
+                if file_extension(entry.name) in IMAGE_EXTENSIONS:
                     found.append(entry.path)
     return found
 
