@@ -74,8 +74,8 @@ def _is_transient(task: Any, task_run: Any, state: Any) -> bool:
 
 
 @task(name="scan", cache_policy=NO_CACHE)
-def scan_task(config: PrepareConfig) -> list[Item]:
-    return prepare.scan(config)
+def scan_task(config: PrepareConfig) -> Whole[list[Item]]:
+    return Whole(prepare.scan(config))  # Prefect would otherwise walk every item of the result
 
 
 @task(name="start-run", cache_policy=NO_CACHE)
@@ -112,12 +112,14 @@ def report_task(result: PrepareResult) -> None:
 
 def count_rows(result: PrepareResult) -> list[dict[str, Any]]:
     """One row per class: its images in each split and in all."""
-    splits = json.loads((result.version_dir / "manifest.json").read_text())["splits"]
-    classes = list(result.report["class_counts"])
+    per_split = result.report.get("split_class_counts")
+    if per_split is None:  # a version written before reports held them: its manifest has them
+        splits = json.loads((result.version_dir / "manifest.json").read_text())["splits"]
+        per_split = {split: info["class_counts"] for split, info in splits.items()}
     return [
-        {"class": c, **{s: info["class_counts"].get(c, 0) for s, info in splits.items()},
-         "total": result.report["class_counts"][c]}
-        for c in classes
+        {"class": c, **{split: counts.get(c, 0) for split, counts in per_split.items()},
+         "total": total}
+        for c, total in result.report["class_counts"].items()
     ]  # fmt: skip
 
 
@@ -151,7 +153,7 @@ def prepare_dataset(config: PrepareConfig, dask_address: str | None = None) -> P
     ``dask_address``: the Dask scheduler this run's task runner is connected to (see run_prepare).
     """
     _check_runner(dask_address)
-    items = scan_task(config)
+    items = scan_task(config).value
     run = start_run_task(config)
     chunks = prepare.chunked(items, config.chunk_size)
     futures = decode_chunk_task.map(

@@ -294,13 +294,13 @@ def _hash(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def decode_chunk(cfg: PrepareConfig, items: list[Item], staging: Path, chunk_id: int) -> ChunkRecord:
+def decode_chunk(
+    cfg: PrepareConfig | ChunkOptions, items: list[Item], staging: Path, chunk_id: int
+) -> ChunkRecord:
     """Decode (or reuse from the current version, by content hash) one chunk; bad files are
-    quarantined with their reason, never raised."""
-    return _decode_chunk(ChunkOptions.of(cfg), items, staging, chunk_id)
-
-
-def _decode_chunk(cfg: ChunkOptions, items: list[Item], staging: Path, chunk_id: int) -> ChunkRecord:
+    quarantined with their reason, never raised. Give ChunkOptions when sending it to a process."""
+    if not isinstance(cfg, ChunkOptions):
+        cfg = ChunkOptions.of(cfg)
     validate_options(cfg.color_mode, cfg.target_size, cfg.interpolation, cfg.max_pixels)
     decode = functools.partial(
         decode_checked, color_mode=cfg.color_mode, target_size=cfg.target_size,
@@ -508,6 +508,7 @@ def _finalize(cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord]) -> P
     )
     mean, std = mean_std(histogram)
     report = _report(cfg, records, rows, split_rows, quarantined, classes)
+    report["split_class_counts"] = {split: info["class_counts"] for split, info in split_info.items()}
     manifest = {
         "version": name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -647,17 +648,25 @@ def summary_markdown(result: PrepareResult) -> str:
     return "\n".join(lines) + "\n"
 
 
+@contextmanager
+def decoding_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
+    """Processes for decode_chunk (give it ChunkOptions), forked by a fork server that has imported
+    the decoders: forking this process could deadlock, as numpy and OpenCV start threads at import."""
+    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+    ctx = mp.get_context(method)
+    if method == "forkserver":
+        ctx.set_forkserver_preload([__name__])
+    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        yield pool
+
+
 def prepare(cfg: PrepareConfig, workers: int = 1) -> PrepareResult:
     """The whole preparation from this process, decoding chunks on ``workers`` worker processes and
     this one (the Prefect flow runs the same steps as tasks, on threads or a Dask cluster)."""
     run = start_run(cfg)
     try:
         if workers > 1:
-            method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-            ctx = mp.get_context(method)
-            if method == "forkserver":
-                ctx.set_forkserver_preload([__name__])  # workers are forked with the decoders imported
-            with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            with decoding_pool(workers) as pool:
                 # Starting a worker waits for the fork server to import the decoders: that wait goes to
                 # a thread, so that this process scans the source and starts decoding meanwhile.
                 starter = threading.Thread(target=lambda: [pool.submit(int) for _ in range(workers)])
@@ -671,16 +680,16 @@ def prepare(cfg: PrepareConfig, workers: int = 1) -> PrepareResult:
                     queued = len(chunks)
                     while len(done_here) < len(chunks) // (workers + 1) and starter.is_alive():
                         queued -= 1
-                        done_here[queued] = _decode_chunk(options, chunks[queued], run.staging, queued)
+                        done_here[queued] = decode_chunk(options, chunks[queued], run.staging, queued)
                 finally:
                     starter.join()
                 futures = {
-                    i: pool.submit(_decode_chunk, options, chunk, run.staging, i)
+                    i: pool.submit(decode_chunk, options, chunk, run.staging, i)
                     for i, chunk in enumerate(chunks[:queued])
                 }
                 for i in reversed(range(queued)):
                     if futures[i].cancel():
-                        done_here[i] = _decode_chunk(options, chunks[i], run.staging, i)
+                        done_here[i] = decode_chunk(options, chunks[i], run.staging, i)
                 records = [done_here.get(i) or futures[i].result() for i in range(len(chunks))]
         else:
             chunks = chunked(scan(cfg), cfg.chunk_size)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 from pathlib import Path
@@ -89,6 +90,13 @@ def test_flow_prepares_a_class_folder_tree_and_quarantines_the_corrupt_file(tree
     assert seen[-1] == (6, 6) and [done for done, _ in seen] == list(range(1, 7))  # 17 files in chunks of 3
     rows = count_rows(result)
     assert [r["class"] for r in rows] == ["china", "flower"] and all(r["total"] == 8 for r in rows)
+    for r in rows:
+        assert {s: r[s] for s in manifest["splits"]} == {
+            s: info["class_counts"][r["class"]] for s, info in manifest["splits"].items()
+        }
+    # a report written before reports held per-split counts: the rows come from the manifest instead
+    older = dataclasses.replace(result, report={k: v for k, v in report.items() if k != "split_class_counts"})
+    assert count_rows(older) == rows
     assert not list(out.glob(".staging-*"))
 
 
