@@ -146,10 +146,14 @@ def _print_prepare_summary(result: PrepareResult) -> None:
     state = "unchanged, kept" if result.unchanged else "written"
     rows = count_rows(result)
     splits = [k for k in rows[0] if k not in ("class", "total")] if rows else []
-    table = Table(
-        title=f"{report['images']} images {state} in {result.version_dir} "
-        f"({report['decoded']} decoded, {report['reused']} reused)"
+    # A line of its own: as the table's title it would be wrapped to the narrow table's width.
+    console.print(
+        f"{report['images']} images {state} in {result.version_dir} "
+        f"({report['decoded']} decoded, {report['reused']} reused)",
+        soft_wrap=True,
+        markup=False,  # a folder name may hold [brackets]
     )
+    table = Table()
     table.add_column("class")
     for split in splits:
         table.add_column(split, justify="right")

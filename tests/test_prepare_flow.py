@@ -154,7 +154,7 @@ def test_cli_prepare_prints_counts_and_quarantined_files(class_tree, tmp_path):
         ],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "16 images written" in result.output
+    assert f"16 images written in {current_version(out)} (16 decoded, 0 reused)\n" in result.output
     assert "china" in result.output and "flower" in result.output
     assert "1 quarantined files" in result.output and "broken.png" in result.output
     manifest = _manifest(current_version(out))
