@@ -390,6 +390,7 @@ def train_command(
 
             resume_state(cfg, Path(cfg.runs_dir) / cfg.run_name)
         from flows.train import run_train
+        from pipeline.tracking import epoch_line
 
         with Progress(
             SpinnerColumn(),
@@ -407,12 +408,7 @@ def train_command(
                 progress.update(bar, completed=step, total=steps)
 
             def on_epoch(row: dict[str, Any]) -> None:
-                val = f", val_accuracy {row['val_accuracy']:.4f}" if row["val_accuracy"] is not None else ""
-                progress.console.print(
-                    f"epoch {row['epoch']}: loss {row['loss']:.4f}, accuracy {row['accuracy']:.4f}{val}, "
-                    f"{row['images_per_second']:,.0f} images/s, input wait {row['input_wait_fraction']:.1%}",
-                    soft_wrap=True,
-                )
+                progress.console.print(epoch_line(row, cfg.total_epochs), soft_wrap=True)
                 next_epoch = f"epoch {row['epoch'] + 1} of {cfg.total_epochs}"
                 progress.update(bar, description=next_epoch, completed=0)
 
@@ -504,6 +500,7 @@ def serve_command(
 
     from flows import serve as serving
     from flows.doctor import configured_api_url
+    from flows.home import HomeError, augpipe_home
 
     _prefect_defaults()
     api_url = configured_api_url()
@@ -517,13 +514,19 @@ def serve_command(
                     "--pool needs PREFECT_API_URL: a worker takes its runs from a Prefect server's work pool"
                 )
             command = serving.worker_command(pool, specs, limit=limit)
+            home = augpipe_home()  # the pull step of every run needs it: refuse now, not at each run
         else:
             deployments = serving.runner_deployments(serving.select(specs, names), file.resolve().parent)
-    except serving.ServeError as err:
+            if api_url:
+                serving.check_not_on_a_pool(deployments)
+    except (serving.ServeError, HomeError) as err:
         _fail(str(err))
         return
     if pool is not None:
-        console.print(f"worker for work pool {escape(pool)!r} on {escape(api_url or '')}", soft_wrap=True)
+        console.print(
+            f"worker for work pool {escape(pool)!r} on {escape(api_url or '')}, running flows from {home}",
+            soft_wrap=True,
+        )
         sys.stdout.flush()
         os.execv(command[0], command)  # the worker replaces this process: signals reach it directly
         return

@@ -10,21 +10,23 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from prefect import flow, task, unmapped
+from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
+from flows.parameters import resolve_config
 from pipeline import prepare
-from pipeline.config import PrepareConfig
+from pipeline.config import ConfigError, PrepareConfig
 from pipeline.prepare import ChunkRecord, Item, PrepareResult, RunDirs
 
 DASK_ADDRESS_ENV = "AUGPIPE_DASK_ADDRESS"
@@ -61,11 +63,14 @@ class Whole(Generic[T]):
         self.value = value
 
 
-def _is_transient(task: Any, task_run: Any, state: Any) -> bool:
-    # Only I/O errors (writing a staging file, a flaky network mount) are worth another try; a bad
-    # config or mixed image sizes fails the same way every time.
+def is_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """A task's retry condition: only I/O errors (writing a staging file, a flaky network mount) are
+    worth another try. A bad config, a missing source or mixed image sizes fail the same way every time
+    (ConfigError: SourceNotFoundError is also a FileNotFoundError, but no retry makes it appear)."""
     try:
         state.result()
+    except ConfigError:
+        return False
     except OSError:
         return True
     except BaseException:
@@ -88,7 +93,7 @@ def start_run_task(config: PrepareConfig) -> RunDirs:
     cache_policy=NO_CACHE,
     retries=2,
     retry_delay_seconds=1,
-    retry_condition_fn=_is_transient,
+    retry_condition_fn=is_transient,
 )
 def decode_chunk_task(
     config: PrepareConfig, items: Whole[list[Item]], staging: Path, chunk_id: int
@@ -134,11 +139,19 @@ def _check_runner(dask_address: str | None) -> None:
         )
 
 
-def _gather(futures: list[PrefectFuture[ChunkRecord]]) -> list[ChunkRecord]:
+def _gather(futures: list[PrefectFuture[ChunkRecord]], items: int) -> list[ChunkRecord]:
+    """The chunks' records, in order, logging progress to the run's log about every tenth of them."""
     on_chunk = _on_chunk.get()
+    logger = get_run_logger()
+    total = len(futures)
+    step = max(1, total // 10)
+    start = time.perf_counter()
     for done, _ in enumerate(as_completed(futures), start=1):
         if on_chunk is not None:
-            on_chunk(done, len(futures))
+            on_chunk(done, total)
+        if done % step == 0 or done == total:
+            rate = done * items / total / max(time.perf_counter() - start, 1e-9)  # chunks are even
+            logger.info("decoded %d of %d chunks (%.0f files/s)", done, total, rate)
     return [f.result() for f in futures]
 
 
@@ -146,20 +159,34 @@ def _gather(futures: list[PrefectFuture[ChunkRecord]]) -> list[ChunkRecord]:
     name="prepare-dataset",
     task_runner=task_runner_for(os.environ.get(DASK_ADDRESS_ENV)),
     log_prints=False,
+    validate_parameters=False,  # resolve_config merges a deployment run's partial config, then validates
 )
 def prepare_dataset(config: PrepareConfig, dask_address: str | None = None) -> PrepareResult:
     """Prepare ``config.source`` into a new version under ``config.out`` and report what it holds.
 
     ``dask_address``: the Dask scheduler this run's task runner is connected to (see run_prepare).
     """
+    config = resolve_config(PrepareConfig, config)
     _check_runner(dask_address)
+    logger = get_run_logger()
+    logger.info("preparing %s into %s", config.source, Path(config.out).resolve())
     items = scan_task(config).value
     run = start_run_task(config)
     chunks = prepare.chunked(items, config.chunk_size)
+    logger.info("%d files in %d chunks of up to %d", len(items), len(chunks), config.chunk_size)
     futures = decode_chunk_task.map(
         unmapped(config), [Whole(c) for c in chunks], unmapped(run.staging), range(len(chunks))
     )
-    result = finalize_task(config, run, Whole(_gather(futures)))
+    result = finalize_task(config, run, Whole(_gather(futures, len(items))))
+    report = result.report
+    logger.info(
+        "%s: %d images (%s), %d quarantined%s",
+        result.version_dir,
+        report["images"],
+        ", ".join(f"{split} {n}" for split, n in report["split_counts"].items()),
+        len(report["quarantined"]),
+        ", unchanged since that version" if result.unchanged else "",
+    )
     report_task(result)
     return result
 

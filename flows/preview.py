@@ -8,11 +8,12 @@ is one picture of a handful of images, so it stays in this process between tasks
 from __future__ import annotations
 
 import base64
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import flow, task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from pipeline import preview as pv
@@ -76,16 +77,10 @@ def write_task(preview: pv.Preview, out: str, source: str) -> PreviewResult:
 
 @task(name="report", cache_policy=NO_CACHE)
 def report_task(result: PreviewResult, config: AugmentConfig) -> None:
-    """A markdown artifact (what was previewed, the files, the picture if small, the config) and a
-    link artifact to the HTML page."""
+    """A markdown artifact: what was previewed, where the files are, the picture if small, the config.
+    The picture is inlined rather than linked: a link to the worker's disk opens nowhere else."""
     create_markdown_artifact(
         summary_markdown(result, config), key=ARTIFACT_KEY, description="augpipe preview"
-    )
-    create_link_artifact(
-        result.html.as_uri(),
-        link_text=str(result.html),
-        key=f"{ARTIFACT_KEY}-html",
-        description="preview page",
     )
 
 
@@ -102,6 +97,8 @@ def summary_markdown(result: PreviewResult, config: AugmentConfig) -> str:
             f"# Augmentation preview of `{result.source}`",
             "",
             f"{result.rows} images, {what}, seed {result.seed}.",
+            "",
+            f"Files on `{socket.gethostname()}`:",
             "",
             f"- picture: `{result.png}`",
             f"- page: `{result.html}`",

@@ -50,6 +50,7 @@ class DeploymentSpec:
     work_queue: str | None = None
     concurrency_limit: int | dict[str, Any] | None = None
     paused: bool | None = None
+    enforce_parameter_schema: bool = True
 
     @property
     def path(self) -> str:
@@ -110,6 +111,7 @@ def _spec(entry: Any, index: int, path: Path) -> DeploymentSpec:
         work_queue=pool.get("work_queue_name"),
         concurrency_limit=entry.get("concurrency_limit"),
         paused=entry.get("paused"),
+        enforce_parameter_schema=bool(entry.get("enforce_parameter_schema", True)),
     )
 
 
@@ -205,6 +207,7 @@ def to_deployment(spec: DeploymentSpec, flow: Flow[..., Any]) -> RunnerDeploymen
         schedules=[schedule(s) for s in spec.schedules],
         paused=spec.paused,
         concurrency_limit=concurrency_limit,
+        enforce_parameter_schema=spec.enforce_parameter_schema,
         # A module path (flows.prepare.prepare_dataset) loads the same way from any working directory.
         entrypoint_type=EntrypointType.MODULE_PATH,
     )
@@ -215,11 +218,60 @@ def runner_deployments(specs: list[DeploymentSpec], root: Path) -> list[RunnerDe
     return [to_deployment(spec, load_flow(spec, root)) for spec in specs]
 
 
-def serve(deployments: list[RunnerDeployment], limit: int | None = None) -> None:
-    """Serve ``deployments`` from this process until interrupted; ``limit``: concurrent runs at most."""
-    from prefect import serve as prefect_serve
+def check_not_on_a_pool(deployments: list[RunnerDeployment]) -> None:
+    """Refuse to serve a deployment the server already holds for a work pool (``prefect deploy``).
 
-    prefect_serve(*deployments, limit=limit)
+    Serving it would re-register it under the same name with this process's entrypoint and no pull
+    step, but the server keeps its work pool: once this process stops, a worker would take its runs
+    and run them in a temporary folder that is deleted afterwards.
+    """
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        for deployment in deployments:
+            full_name = deployment.full_name
+            try:
+                existing = client.read_deployment_by_name(full_name)
+            except ObjectNotFound:
+                continue
+            if existing.work_pool_name:
+                raise ServeError(
+                    f"deployment {full_name} is registered on this server for work pool "
+                    f"{existing.work_pool_name!r} (by `prefect deploy`), so its runs go to that pool's "
+                    f"workers: start one with `augpipe serve --pool {existing.work_pool_name}`, or, to "
+                    f"serve it from this process instead, first `prefect deployment delete {full_name}`"
+                )
+
+
+def serve(deployments: list[RunnerDeployment], limit: int | None = None) -> None:
+    """Serve ``deployments`` from this process until SIGINT or SIGTERM, then pause them.
+
+    ``limit``: concurrent runs at most. Prefect's own SIGTERM handler calls the runner's async stop
+    without awaiting it (``coroutine 'Runner.astop' was never awaited``) and exits, which left the
+    deployments unpaused in 2 of 3 tries; here SIGTERM stops the runner on its event loop, and every
+    served deployment is paused again after the runner has stopped, however it stopped.
+    """
+    import asyncio
+
+    from prefect import get_client
+    from prefect.runner import Runner
+
+    runner = Runner(pause_on_shutdown=True, limit=limit)
+    ids = [runner.add_deployment(deployment) for deployment in deployments]
+
+    def stop(*_: object) -> None:  # a signal handler: runs in the main thread, inside the event loop
+        asyncio.get_running_loop().create_task(runner.astop())
+
+    runner.handle_sigterm = stop  # type: ignore[method-assign]
+    try:
+        asyncio.run(runner.start())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        with get_client(sync_client=True) as client:
+            for deployment_id in ids:
+                client.pause_deployment(deployment_id)
 
 
 def worker_command(pool: str, specs: list[DeploymentSpec], limit: int | None = None) -> list[str]:

@@ -14,12 +14,15 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.parameters import resolve_config
+from flows.prepare import is_transient
 from pipeline import training
 from pipeline.config import TrainConfig
+from pipeline.tracking import epoch_line
 from pipeline.training import TrainResult
 
 # Progress callbacks for the CLI (callbacks cannot be JSON flow parameters).
@@ -27,7 +30,13 @@ _on_epoch: ContextVar[Callable[[dict[str, Any]], None] | None] = ContextVar("aug
 _on_step: ContextVar[Callable[[int, int], None] | None] = ContextVar("augpipe_on_step", default=None)
 
 
-@task(name="prepare-data", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+@task(
+    name="prepare-data",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=is_transient,
+)
 def prepare_data_task(config: TrainConfig) -> str:
     """The prepared dataset folder to train on (preparing the source first when it is not one)."""
     return str(training.resolve_dataset(config))
@@ -35,7 +44,15 @@ def prepare_data_task(config: TrainConfig) -> str:
 
 @task(name="train", cache_policy=NO_CACHE)
 def train_task(config: TrainConfig) -> TrainResult:
-    return training.train(config, on_epoch=_on_epoch.get(), on_step=_on_step.get())
+    logger = get_run_logger()
+    on_epoch = _on_epoch.get()
+
+    def log_epoch(row: dict[str, Any]) -> None:  # one line per epoch in the flow run's log
+        logger.info(epoch_line(row, config.total_epochs))
+        if on_epoch is not None:
+            on_epoch(row)
+
+    return training.train(config, on_epoch=log_epoch, on_step=_on_step.get())
 
 
 @task(name="publish-metrics", cache_policy=NO_CACHE)
@@ -48,9 +65,21 @@ def publish_task(result: TrainResult) -> None:
     create_markdown_artifact(summary_markdown(result), key=f"train-{key}-summary")
 
 
-@flow(name="train-model", log_prints=True)
+@flow(
+    name="train-model",
+    log_prints=True,
+    validate_parameters=False,  # resolve_config merges a deployment run's partial config, then validates
+)
 def train_model(config: TrainConfig) -> dict[str, Any]:
     """Train ``config.model`` on ``config.dataset`` with augmented batches; record every epoch."""
+    config = resolve_config(TrainConfig, config)
+    get_run_logger().info(
+        "training %s on %s for %d epochs, runs in %s",
+        config.model,
+        config.dataset,
+        config.total_epochs,
+        Path(config.runs_dir).resolve(),
+    )
     dataset = prepare_data_task(config)
     result = train_task(config.model_copy(update={"dataset": dataset}))
     publish_task(result)

@@ -18,12 +18,10 @@ from pydantic import (
     model_validator,
 )
 
+from pipeline.errors import ConfigError
+
 FillMode = Literal["nearest", "reflect", "wrap", "constant"]
 FILL_MODES: tuple[str, ...] = ("nearest", "reflect", "wrap", "constant")
-
-
-class ConfigError(ValueError):
-    """A configuration value was rejected; the message names the field, the value and what is accepted."""
 
 
 def _format_validation_error(cls: type[BaseModel], err: ValidationError) -> str:

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import cv2
 import numpy as np
 
+from pipeline.errors import SourceNotFoundError
 from pipeline.ingest import (
     ImageProblem,
     load_bundled_digits,
@@ -135,7 +136,7 @@ def resolve_kind(cfg: PrepareConfig) -> str:
         return "keras"
     path = Path(cfg.source)
     if not path.exists():
-        raise FileNotFoundError(f"source not found: {cfg.source}")
+        raise SourceNotFoundError(cfg.source)
     if path.is_dir():
         return "idx" if any(_IDX_IMAGES.search(p.name) for p in path.iterdir()) else "folders"
     if path.suffix.lower() == ".csv":
@@ -628,8 +629,13 @@ def summary_markdown(result: PrepareResult) -> str:
         f"# Prepared dataset {result.version_dir.name}" + (" (unchanged)" if result.unchanged else ""),
         "",
     ]
-    lines += [f"{r['images']} images; {len(r['quarantined'])} quarantined; "
-              f"{r['decoded']} decoded, {r['reused']} reused", ""]  # fmt: skip
+    if result.unchanged:
+        lines += [f"{r['images']} images; {len(r['quarantined'])} quarantined. The source is unchanged since "
+                  f"this version: no new version was written (this run decoded {r['decoded']} and reused "
+                  f"{r['reused']} to find that out).", ""]  # fmt: skip
+    else:
+        lines += [f"{r['images']} images; {len(r['quarantined'])} quarantined; "
+                  f"{r['decoded']} decoded, {r['reused']} reused from the previous version", ""]  # fmt: skip
     lines += ["| split | images |", "|---|---:|"] + [f"| {s} | {n} |" for s, n in r["split_counts"].items()]
     lines += ["", "| class | images |", "|---|---:|"] + [
         f"| {c} | {n} |" for c, n in r["class_counts"].items()
@@ -663,6 +669,7 @@ def decoding_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
 def prepare(cfg: PrepareConfig, workers: int = 1) -> PrepareResult:
     """The whole preparation from this process, decoding chunks on ``workers`` worker processes and
     this one (the Prefect flow runs the same steps as tasks, on threads or a Dask cluster)."""
+    resolve_kind(cfg)  # a missing source fails before the output folder is made
     run = start_run(cfg)
     try:
         if workers > 1:

@@ -29,6 +29,7 @@ import numpy as np
 
 from pipeline.augment import Augmenter
 from pipeline.config import FILL_MODES, AugmentConfig
+from pipeline.errors import SourceNotFoundError
 from pipeline.params import BatchParams, columns_from_dicts
 
 
@@ -507,7 +508,7 @@ def source_kind(source: str) -> str:
         return source
     path = Path(source)
     if not path.exists():
-        raise FileNotFoundError(f"source not found: {source} (expected {SOURCES})")
+        raise SourceNotFoundError(source, expected=SOURCES)
     if path.is_dir():
         from pipeline.dataset import PreparedDataset
 

@@ -35,6 +35,20 @@ EPOCH_COLUMNS = (
 EXPERIMENT = "augpipe"
 
 
+def epoch_line(row: dict[str, Any], total_epochs: int | None = None) -> str:
+    """One epoch's metrics as the line ``augpipe train`` prints and a flow run logs, e.g.
+    ``epoch 3 of 10: loss 0.4929, accuracy 0.8512, val_loss 0.3811, val_accuracy 0.8870,
+    2,483 images/s, input wait 1.1%`` (one line)."""
+    of = f" of {total_epochs}" if total_epochs else ""
+    val = "".join(
+        f", {name} {row[name]:.4f}" for name in ("val_loss", "val_accuracy") if row.get(name) is not None
+    )
+    return (
+        f"epoch {row['epoch']}{of}: loss {row['loss']:.4f}, accuracy {row['accuracy']:.4f}{val}, "
+        f"{row['images_per_second']:,.0f} images/s, input wait {row['input_wait_fraction']:.1%}"
+    )
+
+
 def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
     """All epochs so far, replaced atomically (a resumed run rewrites the rows it kept)."""
     text = io.StringIO(newline="")

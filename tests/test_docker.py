@@ -207,9 +207,12 @@ def test_checkout_is_at_augpipe_home(flavour):
     home = _env(instructions)["AUGPIPE_HOME"]
     assert [a for k, a in instructions if k == "WORKDIR"] == [home]
     assert ["COPY", ". ."] in [[k, a] for k, a in instructions]
-    # prefect.yaml's pull step runs the flows from $AUGPIPE_HOME
+    # prefect.yaml's pull step runs the flows from $AUGPIPE_HOME, the variable the image sets
     (step,) = prefect_yaml()["pull"]
-    assert step["prefect.deployments.steps.set_working_directory"]["directory"] == "{{ $AUGPIPE_HOME }}"
+    assert step == {"flows.home.set_augpipe_home": {}}
+    from flows.home import HOME_ENV
+
+    assert HOME_ENV == "AUGPIPE_HOME"
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)

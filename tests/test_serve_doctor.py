@@ -227,13 +227,43 @@ def test_worker_command():
 def test_serve_with_a_pool_execs_a_worker(monkeypatch):
     calls = []
     monkeypatch.setattr(os, "execv", lambda path, argv: calls.append((path, argv)))
-    env = {"PREFECT_API_URL": "http://prefect.example:4200/api"}
+    env = {"PREFECT_API_URL": "http://prefect.example:4200/api", "AUGPIPE_HOME": str(REPO)}
     result = runner.invoke(
         app, ["serve", "--pool", "gpu", "--limit", "1", "--file", str(PREFECT_YAML)], env=env
     )
     assert result.exit_code == 0, result.output
+    assert f"running flows from {REPO}" in " ".join(result.output.split())
     ((path, argv),) = calls
     assert path == sys.executable and argv[1:] == [*WORKER, "--pool", "gpu", "--limit", "1"]
+
+
+@pytest.mark.parametrize(
+    ("home", "message"),
+    [
+        ("", "AUGPIPE_HOME is not set: workers run the flows from an augpipe checkout"),
+        ("{tmp}/nowhere", "AUGPIPE_HOME={tmp}/nowhere (resolved as {tmp}/nowhere) is not a folder"),
+        ("{tmp}", "AUGPIPE_HOME={tmp} (resolved as {tmp}) is not an augpipe checkout: it has no prefect.yaml"),
+    ],
+)
+def test_a_worker_without_a_checkout_refuses_to_start(monkeypatch, tmp_path, home, message):
+    monkeypatch.setattr(os, "execv", lambda path, argv: pytest.fail("no worker without AUGPIPE_HOME"))
+    env = {"PREFECT_API_URL": "http://prefect.example:4200/api", "AUGPIPE_HOME": home.format(tmp=tmp_path)}
+    result = runner.invoke(app, ["serve", "--pool", "cpu", "--file", str(PREFECT_YAML)], env=env)
+    assert result.exit_code == 2
+    assert " ".join(result.output.split()).startswith(f"error: {message.format(tmp=tmp_path)}")
+
+
+def test_the_pull_step_changes_into_the_checkout_or_names_what_is_wrong(monkeypatch, tmp_path):
+    from flows.home import HomeError, set_augpipe_home
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AUGPIPE_HOME", str(REPO))
+    assert set_augpipe_home() == {"directory": str(REPO)} and Path.cwd() == REPO
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AUGPIPE_HOME", "relative/home")
+    with pytest.raises(HomeError, match=f"resolved as {tmp_path}/relative/home"):
+        set_augpipe_home()
+    assert Path.cwd() == tmp_path
 
 
 def test_serve_with_a_pool_needs_an_api(monkeypatch):
