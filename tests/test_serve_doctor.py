@@ -242,7 +242,7 @@ def test_serve_with_a_pool_execs_a_worker(monkeypatch):
     [
         ("", "AUGPIPE_HOME is not set: workers run the flows from an augpipe checkout"),
         ("{tmp}/nowhere", "AUGPIPE_HOME={tmp}/nowhere (resolved as {tmp}/nowhere) is not a folder"),
-        ("{tmp}", "AUGPIPE_HOME={tmp} (resolved as {tmp}) is not an augpipe checkout: it has no prefect.yaml"),
+        ("{tmp}", "AUGPIPE_HOME={tmp} (resolved as {tmp}) is not an augpipe checkout: it has no prefect.yaml"),  # noqa: E501
     ],
 )
 def test_a_worker_without_a_checkout_refuses_to_start(monkeypatch, tmp_path, home, message):
