@@ -65,7 +65,8 @@ class PreparedDataset:
         if version is None:
             pointer = root / CURRENT
             if not pointer.exists():
-                raise FileNotFoundError(f"{root} holds no prepared dataset (no {CURRENT} file)")
+                where = "" if root.is_absolute() else f" (resolved as {root.resolve()})"
+                raise FileNotFoundError(f"{root}{where} holds no prepared dataset (no {CURRENT} file)")
             version = pointer.read_text().strip()
         self.dir = root / "versions" / version
         self.manifest: dict[str, Any] = json.loads((self.dir / "manifest.json").read_text())

@@ -17,6 +17,7 @@ from sklearn.datasets import load_sample_images
 
 from pipeline.config import ConfigError, PrepareConfig
 from pipeline.dataset import PreparedDataset
+from pipeline.errors import SourceNotFoundError
 from pipeline.prepare import prepare, split_of, summary_markdown
 
 MNIST = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist"
@@ -92,6 +93,9 @@ def test_rerun_skips_unchanged_and_adding_files_moves_nothing(class_tree, tmp_pa
     first = prepare(cfg)
     again = prepare(cfg)
     assert again.unchanged and again.version_dir == first.version_dir and again.report["decoded"] == 0
+    summary = summary_markdown(again)
+    assert summary.startswith(f"# Prepared dataset {first.version_dir.name} (unchanged)")
+    assert "no new version was written" in summary and "decoded, " not in summary
     new = _photo_crops(14)[13]
     cv2.imwrite(str(class_tree / "dahlia" / "new.png"), cv2.cvtColor(new, cv2.COLOR_RGB2BGR))
     third = prepare(cfg)
@@ -232,3 +236,15 @@ def test_worker_processes_give_the_same_dataset_and_exact_train_stats(class_tree
     train = one_pixels["train"].astype(np.float64)
     assert np.allclose(one["stats"]["train_mean"], train.mean(axis=(0, 1, 2)), rtol=1e-12)
     assert np.allclose(one["stats"]["train_std"], train.std(axis=(0, 1, 2)), rtol=1e-9)
+
+
+def test_a_missing_source_names_the_resolved_path_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "datasets" / "missing"
+    with pytest.raises(SourceNotFoundError) as caught:
+        prepare(PrepareConfig(source="prepared/nowhere", out=str(out)), workers=2)
+    resolved = tmp_path / "prepared" / "nowhere"
+    assert str(caught.value) == f"source not found: prepared/nowhere (resolved as {resolved})"
+    # a ConfigError (flows do not retry it) that callers catching FileNotFoundError still catch
+    assert isinstance(caught.value, ConfigError) and isinstance(caught.value, FileNotFoundError)
+    assert not (tmp_path / "datasets").exists()
