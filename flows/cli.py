@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import re
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -21,6 +25,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from pipeline.config import AugmentConfig, ConfigError
 
@@ -33,11 +38,19 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
+# No emoji codes: ":x:" in a file name or message is text. Data (file names, classes, paths, messages)
+# goes into tables and lines as Text or escaped, never as markup: a file named "[/red].png" crashed
+# the summary after the version was written.
+console = Console(emoji=False)
+
+
+def _text(value: object) -> Text:
+    """``value`` as a table cell or line that rich prints as it is (no markup, no emoji)."""
+    return Text(str(value))
 
 
 def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code=2)
 
 
@@ -69,9 +82,45 @@ def _quiet_prefect(verbose: bool) -> Iterator[None]:
         prefect_logger.setLevel(level)
 
 
+# A command that SIGTERM or SIGINT has not ended after this long exits at once.
+TERMINATE_GRACE_SECONDS = 5.0
+EXIT_CLEANUP_SECONDS = 6.0  # Prefect's temporary server is given 5 s to stop
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    """SIGTERM (docker stop, systemd, `timeout`) and SIGINT (Ctrl-C) unwind a command with exit
+    status 128+signal: a flow run ends Crashed, a preparation removes its staging folder, and atexit
+    stops Prefect's temporary server. Python's default SIGTERM handling (exit without cleanup) left
+    that server running for minutes, holding this command's stdout open so that a pipe reading it
+    blocked; Ctrl-C, which also reaches the server, left the command retrying a dead API for 70 s.
+    A second signal, or a command still running TERMINATE_GRACE_SECONDS later (a thread stuck in a
+    read, retries against a server that is gone), exits at once, after the atexit cleanups (which a
+    normal shutdown runs only once every thread has ended)."""
+    code = 128 + signum
+    if getattr(_exit_on_signal, "fired", False):
+        os._exit(code)
+    _exit_on_signal.fired = True  # type: ignore[attr-defined]
+
+    def force() -> None:
+        # The atexit cleanups stop Prefect's temporary server; others may retry a dead API: bound them.
+        cleanup = threading.Thread(target=atexit._run_exitfuncs, daemon=True)
+        cleanup.start()
+        cleanup.join(EXIT_CLEANUP_SECONDS)
+        os._exit(code)
+
+    timer = threading.Timer(TERMINATE_GRACE_SECONDS, force)
+    timer.daemon = True
+    timer.start()
+    raise SystemExit(code)
+
+
 @app.callback()
-def main() -> None:
+def main(ctx: typer.Context) -> None:
     """augpipe's commands."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous = signal.signal(signum, _exit_on_signal)
+            ctx.call_on_close(lambda signum=signum, previous=previous: signal.signal(signum, previous))
 
 
 @app.command()
@@ -113,9 +162,9 @@ def run(
     table.add_column("result")
     table.add_column("where")
     for name, path in result.files.items():
-        table.add_row(name, str(path))
+        table.add_row(name, _text(path))
     if result.mlflow_run:
-        table.add_row("mlflow run", result.mlflow_run)
+        table.add_row("mlflow run", _text(result.mlflow_run))
     console.print(table)
 
 
@@ -163,7 +212,7 @@ def _print_prepare_summary(result: PrepareResult) -> None:
         table.add_column(split, justify="right")
     table.add_column("total", justify="right")
     for row in rows:
-        table.add_row(str(row["class"]), *(str(row[s]) for s in splits), str(row["total"]))
+        table.add_row(_text(row["class"]), *(str(row[s]) for s in splits), str(row["total"]))
     table.add_section()
     table.add_row("all", *(str(report["split_counts"].get(s, 0)) for s in splits), str(report["images"]))
     console.print(table)
@@ -173,7 +222,7 @@ def _print_prepare_summary(result: PrepareResult) -> None:
         bad.add_column("reason")
         bad.add_column("detail", overflow="fold")
         for q in report["quarantined"]:
-            bad.add_row(q["key"], q["reason"], q["message"])
+            bad.add_row(_text(q["key"]), _text(q["reason"]), _text(q["message"]))
         console.print(bad)
     if report["duplicates"]:
         console.print(
@@ -267,7 +316,7 @@ def prepare(
             transient=True,
             disable=not console.is_terminal,
         ) as progress:
-            bar = progress.add_task(f"preparing {cfg.source}", total=None)
+            bar = progress.add_task(f"preparing {escape(cfg.source)}", total=None)
 
             def on_chunk(done: int, total: int) -> None:
                 progress.update(bar, description="decoding chunks", completed=done, total=total)
@@ -406,7 +455,7 @@ def train_command(
             transient=True,
             disable=not console.is_terminal,
         ) as progress:
-            bar = progress.add_task(f"training {cfg.model} on {cfg.dataset}", total=None)
+            bar = progress.add_task(f"training {cfg.model} on {escape(cfg.dataset)}", total=None)
 
             def on_step(step: int, steps: int) -> None:
                 progress.update(bar, completed=step, total=steps)
@@ -426,16 +475,16 @@ def train_command(
 
 def _print_train_summary(result: Any) -> None:
     summary = result.summary()
-    title = f"run {summary['run']}: {summary['epochs_run']} epochs"
+    title = f"run {escape(summary['run'])}: {summary['epochs_run']} epochs"
     if summary["test_accuracy"] is not None:
         title += f", test accuracy {summary['test_accuracy']:.2%}"
     table = Table(title=title)
     table.add_column("result")
     table.add_column("path")
     for name, path in result.files.items():
-        table.add_row(name, str(path))
+        table.add_row(name, _text(path))
     if summary["mlflow_run_id"]:
-        table.add_row("mlflow run", f"{summary['mlflow_run_id']} ({summary['mlflow_tracking_uri']})")
+        table.add_row("mlflow run", _text(f"{summary['mlflow_run_id']} ({summary['mlflow_tracking_uri']})"))
     console.print(table)
 
 
@@ -480,9 +529,9 @@ def preview_command(
         _fail(str(err))
         return
     what = f"a sweep of {result.sweep}" if result.sweep else f"{result.cols - 1} augmented copies each"
-    console.print(f"preview of {result.rows} images of {source}, {what} (seed {result.seed}):")
-    console.print(f"  picture: {result.png}", soft_wrap=True)
-    console.print(f"  page:    {result.html}", soft_wrap=True)
+    console.print(f"preview of {result.rows} images of {source}, {what} (seed {result.seed}):", markup=False)
+    console.print(f"  picture: {result.png}", soft_wrap=True, markup=False)
+    console.print(f"  page:    {result.html}", soft_wrap=True, markup=False)
 
 
 @app.command("serve")
@@ -499,8 +548,6 @@ def serve_command(
 ) -> None:
     """Serve prefect.yaml's deployments from this process, or with --pool start a worker for a work pool."""
     import sys
-
-    from rich.markup import escape
 
     from flows import serve as serving
     from flows.doctor import configured_api_url
@@ -552,8 +599,6 @@ def doctor_command(
     ] = False,
 ) -> None:
     """Print versions, the GPUs TensorFlow sees, CPUs, and whether the Prefect API answers."""
-    from rich.markup import escape
-
     from flows.doctor import configured_api_url, diagnose
 
     _prefect_defaults()

@@ -174,10 +174,15 @@ def prepare_dataset(config: PrepareConfig, dask_address: str | None = None) -> P
     run = start_run_task(config)
     chunks = prepare.chunked(items, config.chunk_size)
     logger.info("%d files in %d chunks of up to %d", len(items), len(chunks), config.chunk_size)
-    futures = decode_chunk_task.map(
-        unmapped(config), [Whole(c) for c in chunks], unmapped(run.staging), range(len(chunks))
-    )
-    result = finalize_task(config, run, Whole(_gather(futures, len(items))))
+    try:
+        futures = decode_chunk_task.map(
+            unmapped(config), [Whole(c) for c in chunks], unmapped(run.staging), range(len(chunks))
+        )
+        result = finalize_task(config, run, Whole(_gather(futures, len(items))))
+    except BaseException:  # a failed chunk, SIGTERM, Ctrl-C: this run's files go now (the task
+        # runner then cancels the chunks not started; one still running fails on the missing folder)
+        prepare.discard_run(run)
+        raise
     report = result.report
     logger.info(
         "%s: %d images (%s), %d quarantined%s",

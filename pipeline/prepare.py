@@ -54,6 +54,7 @@ if TYPE_CHECKING:  # not imported at run time: decoding workers then start witho
     from pipeline.config import PrepareConfig
 
 CURRENT = "CURRENT"
+_DISCARDED = ".discarded-"  # a failed run's staging folder, renamed on its way out
 _IDX_IMAGES = re.compile(r"images[-.]idx3[-.]ubyte")
 
 
@@ -248,6 +249,8 @@ def start_run(cfg: PrepareConfig) -> RunDirs:
             run_id = staging.name.removeprefix(".staging-")
             shutil.rmtree(out / "versions" / f".tmp-{run_id}", ignore_errors=True)
             shutil.rmtree(staging, ignore_errors=True)
+    for doomed in out.glob(f"{_DISCARDED}*"):  # a run stopped while it was removing its files
+        shutil.rmtree(doomed, ignore_errors=True)
     live = {p.name.removeprefix(".staging-") for p in out.glob(".staging-*")}
     for tmp in (out / "versions").glob(".tmp-*"):
         if tmp.name.removeprefix(".tmp-") not in live:
@@ -430,9 +433,32 @@ def finalize(cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord]) -> Pr
     try:
         with _gc_paused():
             return _finalize(cfg, run, records)
+    except BaseException:
+        discard_run(run)
+        raise
     finally:
         _open_shard.cache_clear()  # release the staging files' mappings before deleting them
         shutil.rmtree(run.staging, ignore_errors=True)
+
+
+def discard_run(run: RunDirs) -> None:
+    """Remove what a failed or stopped run wrote (its staging folder and its unfinished version) now,
+    rather than at the next run into the same folder: on a full disk, they would keep it full.
+
+    Chunks may still be decoding on other threads: the staging folder is renamed first, so that their
+    writes fail instead of refilling it, and removed until it is gone."""
+    _open_shard.cache_clear()
+    shutil.rmtree(run.out / "versions" / f".tmp-{run.run_id}", ignore_errors=True)
+    doomed = run.out / f"{_DISCARDED}{run.run_id}"
+    try:
+        os.replace(run.staging, doomed)
+    except OSError:
+        doomed = run.staging
+    for _ in range(100):  # a write already past the rename lands within milliseconds
+        shutil.rmtree(doomed, ignore_errors=True)
+        if not doomed.exists():
+            return
+        time.sleep(0.02)
 
 
 def _finalize(cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord]) -> PrepareResult:
@@ -702,7 +728,7 @@ def prepare(cfg: PrepareConfig, workers: int = 1) -> PrepareResult:
             chunks = chunked(scan(cfg), cfg.chunk_size)
             records = [decode_chunk(cfg, c, run.staging, i) for i, c in enumerate(chunks)]
     except BaseException:
-        shutil.rmtree(run.staging, ignore_errors=True)
+        discard_run(run)
         raise
     return finalize(cfg, run, records)
 
