@@ -15,6 +15,7 @@ import numpy as np
 
 from pipeline import params as P
 from pipeline.config import AugmentConfig
+from pipeline.errors import ConfigError
 from pipeline.functional import color, geometry, normalize, pixel
 
 PreprocessingFunction = Callable[[np.ndarray], np.ndarray]
@@ -80,6 +81,7 @@ class Augmenter:
         seed: int = 0,
     ) -> P.BatchParams:
         """Parameters for samples ``indices`` of ``epoch``; the same key always gives the same draw."""
+        self._check_extras_fit(image_shape)
         return P.draw(self.config, image_shape, indices, epoch=epoch, seed=seed)
 
     # ---- the batch API --------------------------------------------------------------------------
@@ -120,6 +122,7 @@ class Augmenter:
         images = _as_batch(images)
         c = self.config
         n, h, w, ch = images.shape
+        self._check_extras_fit(images.shape[1:])
         cols = params.columns
         uint8_path = images.dtype == np.uint8
         work = images
@@ -323,6 +326,23 @@ class Augmenter:
         return self.stats
 
     # ---- internals ---------------------------------------------------------------------------------
+    def _check_extras_fit(self, image_shape: tuple[int, ...]) -> None:
+        """Refuse crops larger than the image here, where its size is first known: albumentations
+        would fail on the first image, after the batch's geometry was done."""
+        h, w = int(image_shape[0]), int(image_shape[1])
+        where = ""
+        for spec, transform in zip(self.config.extras, self._extras, strict=True):
+            size = pixel.crop_size(spec.name, transform)
+            if size is None:
+                continue
+            if size[0] > h or size[1] > w:
+                raise ConfigError(
+                    f"extra {spec.name!r} crops {size[0]}x{size[1]} (height x width), but the images "
+                    f"are {h}x{w}{where}: choose a crop that fits, or set pad_if_needed: true"
+                )
+            h, w = size  # the next extra sees the cropped image
+            where = f" after extra {spec.name!r}"
+
     def _extras_plan(self, channels: int, params: P.BatchParams) -> bool | None:
         """None without extras; otherwise whether they replay recorded draws (True) or draw (False)."""
         if not self._extras:

@@ -5,6 +5,9 @@ Validation happens once, here; everything below trusts these values.
 
 from __future__ import annotations
 
+import math
+import numbers
+import reprlib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,40 +27,190 @@ FillMode = Literal["nearest", "reflect", "wrap", "constant"]
 FILL_MODES: tuple[str, ...] = ("nearest", "reflect", "wrap", "constant")
 
 
+# Bounds on what a config file may cost before it is refused: configs are a few hundred bytes and a
+# few dozen values, so these leave room for any real one and refuse a hostile one at once.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_YAML_NODES = 10_000  # scalars, sequences and mappings, counted with every alias expanded
+MAX_YAML_DEPTH = 64
+# Error messages quote what they got, cut to these lengths: a value may be a megabyte of YAML.
+MAX_GOT_CHARS = 200
+MAX_ERROR_LINE_CHARS = 600
+MAX_ERRORS_LISTED = 10
+MAX_ERROR_CHARS = 4000
+
+_repr = reprlib.Repr()
+_repr.maxlevel, _repr.maxlist, _repr.maxtuple, _repr.maxdict = 3, 8, 8, 8
+_repr.maxstring, _repr.maxlong, _repr.maxother = 80, 40, 80
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, ending with an ellipsis when it was cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def short_repr(value: Any) -> str:
+    """A repr of at most :data:`MAX_GOT_CHARS` characters that never walks a whole large value."""
+    return _cut(_repr.repr(value), MAX_GOT_CHARS)
+
+
 def _format_validation_error(cls: type[BaseModel], err: ValidationError) -> str:
     model = cls.__name__
     lines = []
-    for e in err.errors():
-        field = ".".join(str(p) for p in e["loc"]) or "(config)"
+    errors = err.errors()
+    for e in errors[:MAX_ERRORS_LISTED]:
+        field = _cut(".".join(str(p) for p in e["loc"]) or "(config)", MAX_GOT_CHARS)
         inner = e.get("ctx", {}).get("error")
         if isinstance(inner, ConfigError):
             # pydantic runs a model's own __init__ when validating it, so the ConfigError that
             # _Validated raises comes back wrapped here: keep its message, do not format it twice.
-            lines.append(f"{model}.{field}: {inner}" if e["loc"] else str(inner))
+            lines.append(f"{model}.{field}: {inner}" if e["loc"] else str(inner))  # already bounded
             continue
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            msg = f"unknown option; accepted: {', '.join(cls.model_fields)}"
-        given = e.get("input")
-        lines.append(f"{model}.{field}: {msg} (got {given!r})")
-    return "; ".join(lines)
+            msg = "unknown option"
+            if not any("unknown option; accepted:" in line for line in lines):  # the list once
+                msg += f"; accepted: {', '.join(cls.model_fields)}"
+        lines.append(_cut(f"{model}.{field}: {msg} (got {short_repr(e.get('input'))})", MAX_ERROR_LINE_CHARS))
+    if len(errors) > MAX_ERRORS_LISTED:
+        lines.append(f"and {len(errors) - MAX_ERRORS_LISTED} more")
+    return _cut("; ".join(lines), MAX_ERROR_CHARS)
+
+
+class YamlRefused(yaml.YAMLError):
+    """A YAML document refused for its shape (alias expansion, nesting), not for its syntax."""
+
+
+class BoundedLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a document whose aliases expand past :data:`MAX_YAML_NODES`
+    nodes, nest deeper than :data:`MAX_YAML_DEPTH`, or refer to themselves.
+
+    PyYAML builds an alias as a shared reference, so a 300-byte "billion laughs" loads in
+    milliseconds; the cost comes later, from everything that walks the value (validation, repr):
+    91 s and 6.5 GB measured. The expanded size is counted on the composed node graph, each
+    distinct node once, before any Python object is constructed. Nodes and depth are also counted
+    while composing, so a dense or deep file stops parsing at the bound, not at its end (PyYAML
+    composes recursively: 300 levels overflow the stack).
+    """
+
+    composed = 0  # nodes composed so far, aliases counted once
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        self.composed += 1
+        if self.composed > MAX_YAML_NODES:
+            raise YamlRefused(f"more than {MAX_YAML_NODES:,} values; a config has a few dozen")
+        if self._depth > MAX_YAML_DEPTH:
+            raise YamlRefused(f"nested deeper than {MAX_YAML_DEPTH} levels ({_where(self.peek_event())})")
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def get_single_node(self) -> yaml.Node | None:
+        node = super().get_single_node()
+        if node is not None:
+            _expanded_size(node)
+        return node
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """Nodes in ``root`` with every alias expanded; raises :class:`YamlRefused` past the bounds."""
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+
+    def size(node: yaml.Node, depth: int) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_:
+            raise YamlRefused(f"an alias refers to a node that contains it ({_where(node)})")
+        if depth > MAX_YAML_DEPTH:
+            raise YamlRefused(f"nested deeper than {MAX_YAML_DEPTH} levels ({_where(node)})")
+        total = 1
+        if isinstance(node, yaml.SequenceNode | yaml.MappingNode):
+            open_.add(key)
+            children = (
+                node.value if isinstance(node, yaml.SequenceNode) else [n for kv in node.value for n in kv]
+            )
+            for child in children:
+                total += size(child, depth + 1)
+                if total > MAX_YAML_NODES:
+                    raise YamlRefused(
+                        f"its aliases expand to more than {MAX_YAML_NODES:,} values (an alias bomb?); "
+                        "a config has a few dozen"
+                    )
+            open_.discard(key)
+        sizes[key] = total
+        return total
+
+    return size(root, 0)
+
+
+def _where(node: yaml.Node | yaml.Event) -> str:
+    """``line L, column C`` of ``node``: one line, unlike PyYAML's marks with their snippet."""
+    mark = node.start_mark
+    return f"line {mark.line + 1}, column {mark.column + 1}"
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """PyYAML's error on one line: its own message quotes the offending line with a caret under it."""
+    if isinstance(err, yaml.MarkedYAMLError) and err.problem_mark is not None:
+        what = "; ".join(str(p) for p in (err.context, err.problem) if p)
+        mark = err.problem_mark
+        return f"{what} (line {mark.line + 1}, column {mark.column + 1})"
+    return " ".join(str(err).split())
+
+
+def load_yaml(path: str | Path) -> Any:
+    """The YAML document in ``path``, read with the bounds above; refusals raise :class:`ConfigError`
+    naming the file."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    if not path.is_file():  # a FIFO would block the read forever, a device never end
+        raise ConfigError(f"{path}: not a regular file, so not a config file")
+    if st.st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{path}: {st.st_size} bytes is too large for a config file (at most {MAX_CONFIG_BYTES})"
+        )
+    with path.open("rb") as f:
+        raw = f.read(MAX_CONFIG_BYTES + 1)  # the file may have grown since stat
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: too large for a config file (more than {MAX_CONFIG_BYTES} bytes)")
+    try:
+        return yaml.load(raw, Loader=BoundedLoader)  # a SafeLoader: no tags run code
+    except YamlRefused as err:
+        raise ConfigError(_cut(f"{path}: refused: {err}", MAX_ERROR_CHARS)) from None
+    except yaml.YAMLError as err:
+        raise ConfigError(_cut(f"{path}: not valid YAML: {_yaml_problem(err)}", MAX_ERROR_CHARS)) from None
 
 
 def _yaml_section(path: str | Path, section: str) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    data = load_yaml(path) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of option names, got {type(data).__name__}")
-    return data.get(section, data)
+    data = data.get(section, data)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: {section}: expected a mapping of option names, got {type(data).__name__}")
+    keys = [k for k in data if not isinstance(k, str)]
+    if keys:
+        raise ConfigError(f"{path}: option names must be strings, but got {short_repr(keys[0])}")
+    return data
 
 
 class _Validated(BaseModel):
-    """Raises :class:`ConfigError` (one line per bad field) instead of pydantic's ValidationError."""
+    """Raises :class:`ConfigError` (one line per bad field) instead of pydantic's ValidationError.
+
+    No float field accepts NaN or an infinity, inside lists and tuples too: each turns every image
+    into NaN or one flat colour, or crashes later, mid-run.
+    """
+
+    model_config = ConfigDict(allow_inf_nan=False)  # subclasses' model_config is merged with this
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -92,6 +245,12 @@ class PixelTransform(_Validated):
             )
         return name
 
+    @field_validator("params")
+    @classmethod
+    def _params_finite(cls, params: dict[str, Any]) -> dict[str, Any]:
+        _check_finite_inside(params, "params")
+        return params
+
     @model_validator(mode="after")
     def _params_accepted(self) -> PixelTransform:
         from pipeline.functional.pixel import CROPS, build_extra
@@ -105,10 +264,58 @@ class PixelTransform(_Validated):
         return self
 
 
-def _check_range(value: float | int | list[float | int], field: str) -> None:
-    values = value if isinstance(value, list) else [value]
-    if any(v < 0 for v in values):
+# Generous bounds on magnitudes, documented in the messages. Past MAX_MAGNITUDE no option means
+# anything new (angles repeat every 360 degrees, pixel shifts clip to one colour, a zoom shows only
+# fill) and float arithmetic starts to overflow: a rotation_range or brightness of 1e308 draws NaN.
+MAX_MAGNITUDE = 1_000_000
+# A shift is a fraction of the image size below 1 and pixels from 1 on. The size is not known here,
+# so this bound is on pixels: far beyond any image, while 1e30 crashed mid-run.
+MAX_SHIFT_PIXELS = 10_000
+
+
+def _check_finite_inside(value: Any, field: str) -> None:
+    """Raise ValueError naming ``field`` if a NaN or an infinity is anywhere inside ``value``."""
+    stack, seen = [value], set()
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict | list | tuple):
+            if id(v) in seen:  # shared or self-containing (Python callers can build either)
+                continue
+            seen.add(id(v))
+            stack.extend(v.values() if isinstance(v, dict) else v)
+        elif isinstance(v, numbers.Real) and not isinstance(v, numbers.Integral) and not math.isfinite(v):
+            raise ValueError(f"{field} must hold finite numbers only, but holds {v}")
+
+
+def _real(v: Any, field: str, accepted: str) -> float | int:
+    """``v`` if it is a finite real number (a bool is not one), else ValueError saying ``accepted``."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise ValueError(f"{field} must be {accepted}")
+    try:
+        finite = math.isfinite(v)
+    except OverflowError:  # an int too large for a float
+        finite = False
+    if not finite:
+        raise ValueError(f"{field} must be finite ({accepted})")
+    return v
+
+
+def _number(x: Any) -> Any:
+    """A numeric string as a float (PyYAML reads ``1e-3``, without a dot, as a string); else ``x``."""
+    if isinstance(x, str):
+        try:
+            return float(x)
+        except ValueError:
+            return x
+    return x
+
+
+def _check_range(value: float | int, field: str, high: float, unit: str = "") -> None:
+    """A range drawn from as [-value, value]: 0 <= value <= high."""
+    if value < 0:
         raise ValueError(f"{field} must be >= 0")
+    if abs(value) > high:
+        raise ValueError(f"{field} must be at most {high:,}{unit} (larger draws nothing new)")
 
 
 class AugmentConfig(_Validated):
@@ -148,23 +355,37 @@ class AugmentConfig(_Validated):
     keras_shift_axes: bool = True
     extras: list[PixelTransform] = Field(default_factory=list)
 
-    @field_validator("rotation_range", "shear_range", "channel_shift_range")
+    @field_validator("rotation_range", "shear_range")
     @classmethod
-    def _non_negative(cls, v: float, info: Any) -> float:
-        _check_range(v, info.field_name)
+    def _degrees(cls, v: float, info: Any) -> float:
+        _check_range(v, info.field_name, MAX_MAGNITUDE, " degrees")
+        return v
+
+    @field_validator("channel_shift_range")
+    @classmethod
+    def _channel_shift(cls, v: float, info: Any) -> float:
+        _check_range(v, info.field_name, MAX_MAGNITUDE)
         return v
 
     @field_validator("width_shift_range", "height_shift_range", mode="before")
     @classmethod
     def _shift(cls, v: Any, info: Any) -> Any:
+        field = info.field_name
         if isinstance(v, tuple):
             v = list(v)
-        if isinstance(v, bool) or v is None:
-            raise ValueError(f"{info.field_name} must be a float, an int or a list of numbers")
         if isinstance(v, list) and not v:
-            raise ValueError(f"{info.field_name} must not be an empty list")
-        if isinstance(v, int | float):  # a list holds choices, signed or not, as in Keras
-            _check_range(v, info.field_name)
+            raise ValueError(f"{field} must not be an empty list")
+        # A string is refused rather than parsed: Keras's meaning hangs on int versus float.
+        accepted = "a float, an int or a list of numbers"
+        for x in v if isinstance(v, list) else [v]:
+            _real(x, field, accepted)
+            if abs(x) > MAX_SHIFT_PIXELS:
+                raise ValueError(
+                    f"{field} must be at most {MAX_SHIFT_PIXELS:,} pixels in magnitude "
+                    "(below 1 it is a fraction of the image size)"
+                )
+        if not isinstance(v, list):  # a list holds choices, signed or not, as in Keras
+            _check_range(v, field, MAX_SHIFT_PIXELS, " pixels")
         return v
 
     @field_validator("brightness_range", mode="before")
@@ -172,28 +393,43 @@ class AugmentConfig(_Validated):
     def _brightness(cls, v: Any) -> Any:
         if v is None:
             return v
+        accepted = "a pair [low, high] of floats, or null"
         if not isinstance(v, list | tuple) or len(v) != 2:
-            raise ValueError("brightness_range must be a pair [low, high] of floats, or null")
-        lo, hi = (float(x) for x in v)
+            raise ValueError(f"brightness_range must be {accepted}")
+        lo, hi = (float(_real(_number(x), "brightness_range", accepted)) for x in v)
         if lo < 0 or hi < lo:
             raise ValueError("brightness_range must satisfy 0 <= low <= high")
+        if hi > MAX_MAGNITUDE:
+            raise ValueError(f"brightness_range must be at most {MAX_MAGNITUDE:,} (larger is all white)")
         return (lo, hi)
 
     @field_validator("zoom_range", mode="before")
     @classmethod
     def _zoom(cls, v: Any) -> Any:
+        accepted = "a float or a pair [low, high]"
         if isinstance(v, bool):
-            raise ValueError("zoom_range must be a float or a pair [low, high]")
-        if isinstance(v, int | float):
+            raise ValueError(f"zoom_range must be {accepted}")
+        if isinstance(v, numbers.Real):
+            if abs(_real(v, "zoom_range", accepted)) >= 1:
+                raise ValueError("zoom factors must be > 0 (a scalar zoom_range must be < 1)")
             v = (1.0 - v, 1.0 + v)
         if not isinstance(v, list | tuple) or len(v) != 2:
-            raise ValueError("zoom_range must be a float or a pair [low, high]")
-        lo, hi = (float(x) for x in v)
+            raise ValueError(f"zoom_range must be {accepted}")
+        lo, hi = (float(_real(_number(x), "zoom_range", accepted)) for x in v)
         if lo <= 0 or hi <= 0:
             raise ValueError("zoom factors must be > 0 (a scalar zoom_range must be < 1)")
         if hi < lo:
             raise ValueError("zoom_range must satisfy low <= high")
+        if hi > MAX_MAGNITUDE:
+            raise ValueError(f"zoom factors must be at most {MAX_MAGNITUDE:,} (larger shows only fill)")
         return (lo, hi)
+
+    @field_validator("cval")
+    @classmethod
+    def _cval(cls, v: float) -> float:
+        if abs(v) > MAX_MAGNITUDE:
+            raise ValueError(f"cval must be at most {MAX_MAGNITUDE:,} in magnitude (a pixel value)")
+        return v
 
     @field_validator("validation_split")
     @classmethod
@@ -205,6 +441,8 @@ class AugmentConfig(_Validated):
     @field_validator("rescale")
     @classmethod
     def _rescale(cls, v: float | None) -> float | None:
+        if v is not None and abs(v) > MAX_MAGNITUDE:
+            raise ValueError(f"rescale must be at most {MAX_MAGNITUDE:,} in magnitude (a factor on pixels)")
         return v or None  # Keras treats 0 and None alike: no rescaling
 
     @model_validator(mode="after")
@@ -307,6 +545,17 @@ class PrepareConfig(_Validated):
             raise ValueError("split fractions must be >= 0, include train > 0, and sum to 1")
         return {k: float(v[k]) for k in SPLIT_NAMES if v.get(k)}
 
+    @model_validator(mode="after")
+    def _size_fits(self) -> PrepareConfig:
+        # Every image is resized to target_size, so one above max_pixels is the bomb max_pixels refuses.
+        if self.target_size is not None and self.target_size[0] * self.target_size[1] > self.max_pixels:
+            h, w = self.target_size
+            raise ValueError(
+                f"target_size {h}x{w} is {h * w:,} pixels, more than max_pixels ({self.max_pixels:,}): "
+                "choose a smaller size or raise max_pixels"
+            )
+        return self
+
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> PrepareConfig:
         """Options from a YAML file (the mapping, or its ``prepare:`` section), then ``overrides``."""
@@ -358,6 +607,12 @@ class TrainConfig(_Validated):
     tensorboard: bool = True
     mlflow: bool = True
     mlflow_tracking_uri: str | None = None
+
+    @field_validator("model_options", "prepare_options")
+    @classmethod
+    def _options_finite(cls, v: dict[str, Any], info: Any) -> dict[str, Any]:
+        _check_finite_inside(v, info.field_name)
+        return v
 
     @field_validator("run_name")
     @classmethod

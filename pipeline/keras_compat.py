@@ -45,6 +45,7 @@ from PIL import Image, UnidentifiedImageError
 from pipeline.augment import Augmenter
 from pipeline.config import AugmentConfig
 from pipeline.functional.normalize import FitStats
+from pipeline.ingest.decode import not_regular, open_regular
 from pipeline.params import epoch_order
 
 __all__ = ["DataFrameIterator", "DirectoryIterator", "ImageDataGenerator", "Iterator", "NumpyArrayIterator"]
@@ -93,12 +94,21 @@ def list_class_files(
 
 
 def header_problem(path: str) -> str | None:
-    """Why ``path`` is not a readable image, judged from its header alone; None if it looks fine."""
+    """Why ``path`` is not a readable image, judged from its header alone; None if it looks fine.
+
+    A FIFO, socket or device is named from a stat ("not a regular file (fifo)"), never opened: reading
+    a FIFO would block until something writes to it.
+    """
     try:
-        if os.path.getsize(path) == 0:
-            return "empty file (0 bytes)"
-        with Image.open(path) as img:
-            img.size  # noqa: B018  (parsed from the header; decoding is left for batch time)
+        problem = not_regular(os.stat(path).st_mode)
+        if problem is not None:
+            return problem
+        fd, size = open_regular(path, checked=True)  # O_NONBLOCK: a FIFO put there since cannot block
+        with os.fdopen(fd, "rb") as file:
+            if size == 0:
+                return "empty file (0 bytes)"
+            with Image.open(file) as img:
+                img.size  # noqa: B018  (parsed from the header; decoding is left for batch time)
     except Exception as err:  # any header failure means the file cannot be used
         return _describe(err)
     return None

@@ -13,6 +13,7 @@ Layout of a prepared dataset folder::
 
 from __future__ import annotations
 
+import errno
 import functools
 import gc
 import hashlib
@@ -48,18 +49,31 @@ from pipeline.ingest import (
     read_manifest,
 )
 from pipeline.ingest.decode import decode_checked, read_file, resize, validate_options
-from pipeline.ingest.sources import class_folder_files
+from pipeline.ingest.sources import scan_folders
 
 if TYPE_CHECKING:  # not imported at run time: decoding workers then start without pydantic
     from pipeline.config import PrepareConfig
 
 CURRENT = "CURRENT"
+_FILE_KINDS = ("folders", "manifest")  # sources of image files; the others are arrays
+# The largest file read as one image: 16 bytes a pixel of max_pixels (16-bit RGBA takes 8), and never
+# less than this, for the metadata and the frames after the first that a small image may carry.
+_MIN_FILE_BOUND = 1 << 30
 _DISCARDED = ".discarded-"  # a failed run's staging folder, renamed on its way out
 _IDX_IMAGES = re.compile(r"images[-.]idx3[-.]ubyte")
 
 
+class LeftOut(NamedTuple):
+    """Why the scan left an item out: decoding quarantines it with this reason, without reading it."""
+
+    reason: str
+    message: str
+
+
 class Item(NamedTuple):
-    """One sample to prepare: a file (``path``) or a row of an array source (``index``).
+    """One sample to prepare: a file (``path``) or a row of an array source (``index``); with
+    ``left_out``, one that the scan refused (a FIFO, a symlink not followed, an unreadable folder, a
+    manifest's conflicting labels), listed as quarantined without being read.
 
     A named tuple rather than a dataclass: a source can list a million of them, and a tuple is made
     and pickled to a worker in half the time.
@@ -69,6 +83,7 @@ class Item(NamedTuple):
     labels: tuple[str, ...]
     path: str | None = None
     index: int | None = None
+    left_out: LeftOut | None = None
 
 
 class ChunkOptions(NamedTuple):
@@ -222,14 +237,22 @@ def _scan(cfg: PrepareConfig) -> list[Item]:
         cut = len(os.path.join(cfg.source, ""))
         items: list[Item] = []
         make = Item._make  # tuple.__new__: a third faster than calling Item for each of a million files
-        for name, paths in class_folder_files(cfg.source, follow_links=cfg.follow_links):
+        found = scan_folders(cfg.source, follow_links=cfg.follow_links)
+        for name, paths in found.classes:
             labels = (name,)  # one tuple for the class: also pickled once per chunk, not once per item
-            items += [make((path[cut:], labels, path, None)) for path in paths]
+            items += [make((path[cut:], labels, path, None, None)) for path in paths]
+        # Every file, folder and symlink left out is listed in the report with its reason.
+        items += [Item(s.path, (), left_out=LeftOut(s.reason, s.message)) for s in found.skipped]
         return items
     if kind == "manifest":
-        root = Path(cfg.source).parent
-        samples = read_manifest(cfg.source, allow_outside_root=cfg.allow_outside_root)
-        return [Item(os.path.relpath(s.path, root), s.labels, path=s.path) for s in samples]
+        manifest = read_manifest(cfg.source, allow_outside_root=cfg.allow_outside_root)
+        key, make = manifest.key, Item._make
+        items = [make((key(path), labels, path, None, None)) for path, labels in manifest.labels.items()]
+        items += [
+            Item(key(rows.path), (), rows.path, left_out=LeftOut(rows.reason, rows.message))
+            for rows in manifest.left_out
+        ]
+        return items
     _, labels, keys = load_arrays(kind, cfg.source)
     return [Item(k, (lab,), index=i) for i, (k, lab) in enumerate(zip(keys, labels, strict=True))]
 
@@ -314,13 +337,18 @@ def decode_chunk(
     keys, hashes, labels = record.keys, record.hashes, record.labels
     previous = current_version(cfg.out)
     reuse = _previous_index(str(previous), cfg.decode_fingerprint) if previous else {}
-    arrays = None if items and items[0].path is not None else load_arrays(cfg.kind, cfg.source)[0]
+    arrays = None if cfg.kind in _FILE_KINDS else load_arrays(cfg.kind, cfg.source)[0]
+    checked = cfg.kind == "folders"  # the scan saw that each file is a regular one: no stat needed
+    max_bytes = max(16 * cfg.max_pixels, _MIN_FILE_BOUND)
     pixels: np.ndarray | None = None  # one row per kept item, allocated at the first one
     shapes: set[tuple[int, ...]] = set()
     for item in items:
+        if item.left_out is not None:
+            record.quarantined.append({"key": item.key, **item.left_out._asdict()})
+            continue
         try:
             if item.path is not None:
-                data = read_file(item.path)
+                data = read_file(item.path, checked, max_bytes)
                 digest = _hash(data)
                 if digest in reuse:
                     shard, row = reuse[digest]
@@ -333,7 +361,7 @@ def decode_chunk(
                 assert arrays is not None and item.index is not None
                 image = arrays[item.index]
                 if cfg.target_size is not None and image.shape[:2] != tuple(cfg.target_size):
-                    image = resize(image, cfg.target_size, cfg.interpolation, cfg.keep_aspect_ratio)
+                    image = resize(image, cfg.target_size, cfg.interpolation, cfg.keep_aspect_ratio, item.key)
                     image = image if image.ndim == 3 else image[..., None]
                 digest = _hash(np.ascontiguousarray(image).tobytes())
                 record.decoded += 1  # read from the array source
@@ -371,7 +399,8 @@ def decode_chunk(
         record.train_histogram = pixel_histogram(kept[[s == "train" for s in record.splits]])
         path = staging / f"chunk-{chunk_id:05d}.npy"
         tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, kept)
+        with _naming_a_full_disk(staging):
+            np.save(tmp, kept)
         os.replace(tmp, path)
         record.pixels = str(path)
     return record
@@ -431,7 +460,7 @@ def _splitter(splits: tuple[tuple[str, float], ...], salt: str) -> Callable[[str
 def finalize(cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord]) -> PrepareResult:
     """Split, report, write shards and manifest into a new version, then switch CURRENT to it."""
     try:
-        with _gc_paused():
+        with _gc_paused(), _naming_a_full_disk(run.out):
             return _finalize(cfg, run, records)
     except BaseException:
         discard_run(run)
@@ -481,6 +510,7 @@ def _finalize(cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord]) -> P
     distinct_labels = {labels for rec in records for labels in set(rec.labels)}  # a few, not one a row
     classes = sorted({lab for labels in distinct_labels for lab in labels})
     multi_label = any(len(labels) != 1 for labels in distinct_labels)
+    _check_splits(cfg.source, cfg.splits, Counter(map(itemgetter(5), rows)))
     # The same bytes as json.dumps of the list of the chunks' lists, from the parts that the chunks
     # dumped in parallel.
     fingerprint = _hash(
@@ -493,6 +523,7 @@ def _finalize(cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord]) -> P
         if old.get("fingerprint") == fingerprint:
             report = json.loads((previous / "report.json").read_text())
             report["unchanged"] = True
+            report["quarantined"] = quarantined  # this run's: a manifest row may be new, its files not
             report["decoded"] = sum(r.decoded for r in records)
             report["reused"] = sum(r.reused for r in records)
             return PrepareResult(previous, report, unchanged=True)
@@ -502,8 +533,6 @@ def _finalize(cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord]) -> P
         split_rows[r[5]].append(r)
 
     versions = run.out / "versions"
-    numbers = [int(p.name[1:]) for p in versions.glob("v[0-9]*") if p.name[1:].isdigit()]
-    name = f"v{max(numbers, default=0) + 1:05d}"
     tmp = versions / f".tmp-{run.run_id}"
     tmp.mkdir()
     files: list[dict[str, Any]] = []
@@ -537,7 +566,7 @@ def _finalize(cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord]) -> P
     report = _report(cfg, records, rows, split_rows, quarantined, classes)
     report["split_class_counts"] = {split: info["class_counts"] for split, info in split_info.items()}
     manifest = {
-        "version": name,
+        "version": None,  # the number is taken when the version is moved in place (_publish)
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "run_id": run.run_id,
         "source": {"kind": resolve_kind(cfg), "path": cfg.source},
@@ -554,13 +583,74 @@ def _finalize(cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord]) -> P
         "quarantined": quarantined,
     }
     (tmp / "report.json").write_text(json.dumps(report, indent=2))
-    (tmp / "manifest.json").write_bytes(_compact_json(manifest))
-    final = versions / name
-    os.replace(tmp, final)
+    return PrepareResult(_publish(run, tmp, manifest), report)
+
+
+def _publish(run: RunDirs, tmp: Path, manifest: dict[str, Any]) -> Path:
+    """Move the finished version in ``tmp`` to the next free ``versions/vNNNNN``, then switch CURRENT.
+
+    A finalize running beside this one may take that number first: the rename then fails (a version
+    folder is never empty) and the next number is tried, so that neither run loses its version.
+    """
+    versions = run.out / "versions"
+    while True:
+        numbers = [int(p.name[1:]) for p in versions.glob("v[0-9]*") if p.name[1:].isdigit()]
+        name = f"v{max(numbers, default=0) + 1:05d}"
+        if manifest["version"] != name:
+            manifest["version"] = name
+            (tmp / "manifest.json").write_bytes(_compact_json(manifest))
+        try:
+            os.rename(tmp, versions / name)
+            break
+        except OSError as err:
+            if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
     pointer = run.out / f".{CURRENT}.{run.run_id}"
     pointer.write_text(name + "\n")
     os.replace(pointer, run.out / CURRENT)  # the switch: readers see the old or the new version, whole
-    return PrepareResult(final, report)
+    return versions / name
+
+
+class DiskFullError(OSError):
+    """Writing failed for want of space (errno ENOSPC) or quota (EDQUOT); the message names the folder
+    being written, without the "[Errno 28]" prefix."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+# numpy's message for a short write (array.tofile), which carries no errno: a full disk, in practice.
+_SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")
+
+
+@contextmanager
+def _naming_a_full_disk(folder: Path) -> Iterator[None]:
+    """Turn a full disk's errors ("[Errno 28] ...", numpy's "1572864 requested and 515968 written")
+    into one DiskFullError that says so and names ``folder``."""
+    try:
+        yield
+    except OSError as err:
+        quota = err.errno == getattr(errno, "EDQUOT", None)
+        if err.errno == errno.ENOSPC or quota or (err.errno is None and _SHORT_WRITE.search(str(err))):
+            what = "disk quota exceeded" if quota else "disk full"
+            code = errno.EDQUOT if quota else errno.ENOSPC
+            raise DiskFullError(code, f"{what} while writing {folder}") from err
+        raise
+
+
+def _check_splits(source: str, splits: dict[str, float], counts: Counter[str]) -> None:
+    """Refuse a split that would be empty, before anything is written: training needs train, and a
+    split asked for that gets no image (3 images cut at 0.8/0.1/0.1) is a mistake to fix, not to keep."""
+    empty = [name for name in splits if not counts[name]]
+    if empty:
+        total = sum(counts.values())
+        asked = ",".join(f"{name}={fraction:g}" for name, fraction in splits.items())
+        raise ValueError(
+            f"{source}: {'split' if len(empty) == 1 else 'splits'} {' and '.join(empty)} would be empty: "
+            f"{total} {'image' if total == 1 else 'images'} cut at {asked} by a hash of their keys give "
+            f"{', '.join(f'{name} {counts[name]}' for name in splits)}; add images, or ask for fewer "
+            "splits (e.g. --splits train=1.0, or splits: in a config file)"
+        )
 
 
 def _write_shard(path: Path, rows: list[tuple[Any, ...]], image_shape: tuple[int, ...]) -> None:

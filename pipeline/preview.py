@@ -19,7 +19,7 @@ import math
 import os
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,20 +44,36 @@ def png_bytes(picture: np.ndarray) -> bytes:
     return data.tobytes()
 
 
-def write_atomic(path: str | Path, data: bytes) -> Path:
+def write_atomic(path: str | Path, data: bytes | Callable[[Path], object]) -> Path:
     """Write ``data`` to a temporary file beside ``path``, then rename it into place: readers never
-    see a half-written file."""
+    see a half-written file.
+
+    data: the bytes, or a function that writes the file at the path it is given (``model.save``).
+    Tests set AUGPIPE_TEST_DIE_AFTER_WRITES=N to have the process SIGKILL itself right after its
+    N-th write: a kill between any two of the steps every file goes through.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}-{os.getpid()}-{secrets.token_hex(4)}")
+    # The suffix repeated at the end: writers such as model.save check it.
+    tmp = path.with_name(f".{path.name}-{os.getpid()}-{secrets.token_hex(4)}{path.suffix}")
     try:
-        # os.open, not mkstemp: the file gets the umask's permissions, not mkstemp's private 0600.
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as f:
-            f.write(data)
+        if callable(data):
+            data(tmp)
+        else:
+            # os.open, not mkstemp: the file gets the umask's permissions, not mkstemp's private 0600.
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as f:
+                f.write(data)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    writes_left = os.environ.get("AUGPIPE_TEST_DIE_AFTER_WRITES", "")
+    if writes_left == "1":
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif writes_left.isdigit() and int(writes_left) > 1:
+        os.environ["AUGPIPE_TEST_DIE_AFTER_WRITES"] = str(int(writes_left) - 1)
     return path
 
 

@@ -33,6 +33,7 @@ EPOCH_COLUMNS = (
     "input_wait_fraction",
 )
 EXPERIMENT = "augpipe"
+RUN_KEY_TAG = "augpipe.run_key"  # the MLflow run of a training run, found again when it restarts
 
 
 def epoch_line(row: dict[str, Any], total_epochs: int | None = None) -> str:
@@ -97,23 +98,14 @@ def mlflow_available() -> bool:
 
 class MlflowRecorder:
     """One MLflow run per training run: parameters, per-epoch metrics, and the model and reports
-    as artifacts. A resumed training run continues its MLflow run (same run id)."""
+    as artifacts. The MLflow run carries the training run's ``run_key`` as a tag: a training run
+    started again (resumed, or killed before it could finish) continues that MLflow run, so it is
+    recorded once, and each epoch's metrics once, however often it was killed."""
 
     def __init__(
-        self,
-        tracking_uri: str,
-        artifact_root: Path,
-        run_name: str,
-        params: dict[str, Any],
-        run_id: str | None = None,
+        self, tracking_uri: str, artifact_root: Path, run_name: str, params: dict[str, Any], run_key: str
     ):
-        from mlflow.tracking import MlflowClient
-
-        # Creating the SQLite store logs every schema migration at INFO: not news for a training run.
-        for name in ("mlflow.store.db.utils", "alembic"):
-            if logging.getLogger(name).level == logging.NOTSET:
-                logging.getLogger(name).setLevel(logging.WARNING)
-        self.client = MlflowClient(tracking_uri)
+        self.client = _client(tracking_uri)
         self.tracking_uri = tracking_uri
         experiment = self.client.get_experiment_by_name(EXPERIMENT)
         experiment_id = (
@@ -121,33 +113,52 @@ class MlflowRecorder:
             if experiment is not None
             else self.client.create_experiment(EXPERIMENT, artifact_location=artifact_root.resolve().as_uri())
         )
-        if run_id is None:
-            run = self.client.create_run(experiment_id, run_name=run_name, tags={"augpipe.run_dir": run_name})
-            self.run_id = run.info.run_id
+        run = _find_run(self.client, experiment_id, run_key)
+        if run is None:
+            tags = {"augpipe.run_dir": run_name, RUN_KEY_TAG: run_key}
+            run = self.client.create_run(experiment_id, run_name=run_name, tags=tags)
+        else:
+            self.client.update_run(run.info.run_id, status="RUNNING")
+        self.run_id = run.info.run_id
+        if not run.data.params:  # a new run, or one killed before its parameters were logged
             flat = [_param(k, v) for k, v in sorted(flatten(params).items())]
             for start in range(0, len(flat), 100):  # MLflow takes at most 100 parameters a call
                 self.client.log_batch(self.run_id, params=flat[start : start + 100])
-        else:
-            self.run_id = run_id
-            self.client.update_run(run_id, status="RUNNING")
+        self._logged = {m.step for m in self.client.get_metric_history(self.run_id, "loss")}
 
-    def log_epoch(self, row: dict[str, Any]) -> None:
-        from mlflow.entities import Metric
-
-        step, now = int(row["epoch"]), _now_ms()
-        metrics = [
-            Metric(k, float(row[k]), now, step)
-            for k in EPOCH_COLUMNS[2:]
-            if isinstance(row.get(k), int | float)
-        ]
-        self.client.log_batch(self.run_id, metrics=metrics)
-
-    def finish(self, final: dict[str, float], artifacts: Sequence[Path], model_path: Path | None) -> None:
+    def log_epochs(self, rows: Sequence[dict[str, Any]]) -> None:
+        """The metrics of each epoch in ``rows`` that the run has not recorded yet."""
         from mlflow.entities import Metric
 
         now = _now_ms()
-        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in final.items()])
-        for path in artifacts:
+        for row in rows:
+            step = int(row["epoch"])
+            if step in self._logged:
+                continue
+            metrics = [
+                Metric(k, float(row[k]), now, step)
+                for k in EPOCH_COLUMNS[2:]
+                if isinstance(row.get(k), int | float)
+            ]
+            self.client.log_batch(self.run_id, metrics=metrics)  # one call: all of them or none
+            self._logged.add(step)
+
+    def finish(
+        self, final: dict[str, float], artifacts: Sequence[Path], model_path: Path | None, step: int
+    ) -> None:
+        """Log the final metrics at ``step`` (the last epoch; unless a start killed while finishing
+        logged them) and the files, then mark the run FINISHED."""
+        from mlflow.entities import Metric
+
+        now = _now_ms()
+        metrics = [
+            Metric(k, float(v), now, step)
+            for k, v in final.items()
+            if step not in {m.step for m in self.client.get_metric_history(self.run_id, k)}
+        ]
+        if metrics:
+            self.client.log_batch(self.run_id, metrics=metrics)
+        for path in artifacts:  # the same paths again replace what a killed start logged
             self.client.log_artifact(self.run_id, str(path))
         if model_path is not None:
             self.client.log_artifact(self.run_id, str(model_path), artifact_path="model")
@@ -155,6 +166,33 @@ class MlflowRecorder:
 
     def fail(self) -> None:
         self.client.set_terminated(self.run_id, "FAILED")
+
+
+def end_abandoned_run(tracking_uri: str, run_key: str) -> None:
+    """Mark KILLED the MLflow run of a training run that was killed and is not continued (started
+    afresh with another configuration before its first checkpoint), rather than leave it RUNNING."""
+    client = _client(tracking_uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    run = _find_run(client, experiment.experiment_id, run_key) if experiment is not None else None
+    if run is not None and run.info.status == "RUNNING":
+        client.set_terminated(run.info.run_id, "KILLED")
+
+
+def _client(tracking_uri: str) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    # Creating the SQLite store logs every schema migration at INFO: not news for a training run.
+    for name in ("mlflow.store.db.utils", "alembic"):
+        if logging.getLogger(name).level == logging.NOTSET:
+            logging.getLogger(name).setLevel(logging.WARNING)
+    return MlflowClient(tracking_uri)
+
+
+def _find_run(client: Any, experiment_id: str, run_key: str) -> Any:
+    runs = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{run_key}'", max_results=1
+    )
+    return runs[0] if runs else None
 
 
 def _param(key: str, value: Any) -> Any:

@@ -3,11 +3,16 @@
 >>> result = train(TrainConfig(dataset="prepared/digits", model="shapes_net", epochs=5))
 >>> result.test_accuracy, result.run_dir
 
-A run lives in ``<runs_dir>/<run_name>/``: ``config.yaml``, ``checkpoints/`` (the last and the best
-epoch, and ``state.json``), ``metrics.csv``, ``tensorboard/``, and at the end ``model.keras``,
-``summary.json`` and ``confusion_matrix.png``. Started again with the same ``run_name``, a run that
-was killed resumes after its last checkpoint; with the same seed it then follows the uninterrupted
-run, since batch order and augmentation depend only on (seed, epoch, index).
+A run lives in ``<runs_dir>/<run_name>/``: ``config.yaml``, ``checkpoints/`` (``state.json`` and
+the last and the best epoch's ``epoch-NNNN.keras``), ``metrics.csv``, ``tensorboard/``, and at the end
+``model.keras``, ``checkpoints/best.keras``, ``summary.json`` and ``confusion_matrix.png``. Started
+again with the same ``run_name``, a run that was killed resumes after its last checkpoint, or only
+finishes its reports when it was killed after its last epoch. With the same seed it then follows the
+uninterrupted run: batch order and augmentation depend only on (seed, epoch, index), and each
+checkpoint keeps the state of every random generator the model draws from (Dropout's).
+
+Every file goes through :func:`~pipeline.preview.write_atomic`, and ``state.json`` is written last at
+each step: the checkpoint it names, the epochs it lists and the MLflow run it keys move together.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
+import secrets
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +38,9 @@ from pipeline.config import AugmentConfig, ConfigError, PrepareConfig, TrainConf
 from pipeline.functional import normalize
 from pipeline.preview import png_bytes, write_atomic
 from pipeline.workers import BatchFeeder
+
+CHECKPOINTS = "checkpoints"  # the run's folder of epoch checkpoints and its state record
+STATE = "state.json"
 
 # Fields that may change between a killed run and its resumption without changing what is trained.
 _RESUMABLE = {
@@ -86,18 +94,48 @@ class TrainResult:
         return json.loads((self.run_dir / "summary.json").read_text())
 
 
+@dataclass
+class RunState:
+    """A run's record, ``checkpoints/state.json``: written last at every step, so that a kill at any
+    point leaves the previous record whole, with the checkpoint it names."""
+
+    config_digest: str
+    run_key: str  # the run's MLflow run carries it as a tag: a restart finds that run again
+    epochs_done: int = 0
+    checkpoint: str | None = None  # the file in checkpoints/ that holds epoch ``epochs_done``
+    # What a .keras file leaves out: the states of the model's seed generators (Dropout's), in the
+    # order of model.variables, and of Keras's global one once something has drawn from it.
+    seed_states: list[list[int]] = field(default_factory=list)
+    global_seed_state: list[int] | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: float | None = None
+    best_epoch: int | None = None
+    wait: int = 0
+    stopped_early: bool = False
+    finished: bool = False  # model, reports and MLflow written: nothing left to do
+
+
 # ---- data -----------------------------------------------------------------------------------------
-def resolve_dataset(cfg: TrainConfig) -> Path:
-    """The prepared dataset folder of ``cfg.dataset``, preparing a source under runs_dir first."""
-    from pipeline.prepare import CURRENT, prepare
+def dataset_folder(cfg: TrainConfig) -> Path:
+    """Where ``cfg.dataset`` is prepared: the folder itself when it is a prepared dataset, else the
+    folder under runs_dir that :func:`resolve_dataset` prepares the source into (nothing is read)."""
+    from pipeline.prepare import CURRENT
 
     path = Path(cfg.dataset)
     if (path / CURRENT).exists():
         return path
     slug = hashlib.blake2b(cfg.dataset.encode(), digest_size=4).hexdigest()
     name = "".join(c if c.isalnum() else "-" for c in path.name or cfg.dataset).strip("-")
-    out = Path(cfg.runs_dir) / "datasets" / f"{name}-{slug}"
-    prepare(PrepareConfig(source=cfg.dataset, out=str(out), **cfg.prepare_options))
+    return Path(cfg.runs_dir) / "datasets" / f"{name}-{slug}"
+
+
+def resolve_dataset(cfg: TrainConfig) -> Path:
+    """The prepared dataset folder of ``cfg.dataset``, preparing a source under runs_dir first."""
+    from pipeline.prepare import prepare
+
+    out = dataset_folder(cfg)
+    if out != Path(cfg.dataset):
+        prepare(PrepareConfig(source=cfg.dataset, out=str(out), **cfg.prepare_options))
     return out
 
 
@@ -139,6 +177,8 @@ def train(
 
     run_dir = Path(cfg.runs_dir) / (cfg.run_name or _new_run_name(cfg))
     state = resume_state(cfg, run_dir)
+    # A start killed before its first checkpoint, now started afresh with another configuration.
+    abandoned = read_state(run_dir) if state is None else None
     data = data if data is not None else load_data(cfg)
     if cfg.max_train_samples is not None and cfg.max_train_samples < len(data.train):
         keep = np.arange(cfg.max_train_samples)  # a prefix: the same subset on every (re)start
@@ -148,9 +188,14 @@ def train(
         if split is not None and len(split) and (split.labels.min() < 0 or split.labels.max() >= num_classes):
             raise ConfigError(f"{name} labels must be class indices 0..{num_classes - 1}")
 
-    for folder in (run_dir / "checkpoints", run_dir / "tensorboard"):
+    for folder in (run_dir / CHECKPOINTS, run_dir / "tensorboard"):
         folder.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    config_yaml = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    write_atomic(run_dir / "config.yaml", config_yaml.encode())
+    if state is None:
+        # Recorded before the MLflow run exists: a restart finds that run again by this key.
+        state = RunState(config_digest=_digest(cfg), run_key=secrets.token_hex(8))
+        _write_state(run_dir, state)
 
     keras.utils.set_random_seed(cfg.seed)
     if cfg.deterministic:
@@ -171,32 +216,28 @@ def train(
     steps = math.ceil(len(data.train) / cfg.batch_size)
     try:
         with strategy.scope():
-            if state is None:
+            if state.checkpoint is None:
                 model = _build(cfg, data.image_shape, num_classes)
                 _compile(keras, model, cfg, steps, phase="train")
             else:
-                model = keras.models.load_model(run_dir / "checkpoints" / "last.keras")
+                model = keras.models.load_model(run_dir / CHECKPOINTS / state.checkpoint)
+                restore_seed_states(model, state)
         if cfg.tensorboard:
             board = tracking.TensorBoardWriter(run_dir / "tensorboard")
         if cfg.mlflow and tracking.mlflow_available():
+            default_uri = f"sqlite:///{(Path(cfg.runs_dir) / 'mlflow.db').resolve()}"
+            tracking_uri = cfg.mlflow_tracking_uri or default_uri
+            if abandoned is not None:
+                tracking.end_abandoned_run(tracking_uri, abandoned.run_key)
             mlflow_recorder = tracking.MlflowRecorder(
-                cfg.mlflow_tracking_uri or f"sqlite:///{(Path(cfg.runs_dir) / 'mlflow.db').resolve()}",
+                tracking_uri,
                 Path(cfg.runs_dir) / "mlartifacts",
                 run_dir.name,
                 cfg.model_dump(mode="json"),
-                run_id=state["mlflow_run_id"] if state else None,
+                run_key=state.run_key,
             )
-        state = state or {
-            "epochs_done": 0,
-            "history": [],
-            "best": None,
-            "best_epoch": None,
-            "wait": 0,
-            "stopped_early": False,
-            "mlflow_run_id": mlflow_recorder.run_id if mlflow_recorder else None,
-            "config_digest": _digest(cfg),
-        }
-        resumed_after = state["epochs_done"] or None
+            mlflow_recorder.log_epochs(state.history)  # epochs a kill kept from MLflow
+        resumed_after = state.epochs_done or None
         if strategy.num_replicas_in_sync > 1:
             # Keras builds its loss and metrics from a plain batch on first use; the per-replica
             # batches of the loop cannot do it, so one evaluation (no weight changes) does.
@@ -206,8 +247,8 @@ def train(
         with BatchFeeder(
             feeder_augmenter, data.train.images, data.train.labels, cfg.batch_size, cfg.workers, cfg.prefetch
         ) as feeder:
-            for epoch in range(state["epochs_done"], cfg.total_epochs):
-                if state["stopped_early"]:
+            for epoch in range(state.epochs_done, cfg.total_epochs):
+                if state.stopped_early:
                     break
                 phase = "train" if epoch < cfg.epochs else "fine_tune"
                 if phase == "fine_tune" and epoch == cfg.epochs:
@@ -222,14 +263,14 @@ def train(
                     row["val_loss"], row["val_accuracy"] = evaluate(
                         model, data.validation, augmenter, cfg.batch_size
                     )
-                state["history"].append(row)
+                state.history.append(row)
                 _early_stopping(state, row, cfg)
                 _checkpoint(model, state, run_dir)
                 if board is not None:
                     board.log_epoch(row)
                 if mlflow_recorder is not None:
-                    mlflow_recorder.log_epoch(row)
-                tracking.write_csv(state["history"], run_dir / "metrics.csv")
+                    mlflow_recorder.log_epochs(state.history)
+                tracking.write_csv(state.history, run_dir / "metrics.csv")
                 if on_epoch is not None:
                     on_epoch(row)
         return _finish(cfg, run_dir, model, data, augmenter, state, resumed_after, mlflow_recorder)
@@ -308,31 +349,72 @@ def evaluate(
     return loss_sum / len(split), acc_sum / len(split)
 
 
-def _early_stopping(state: dict[str, Any], row: dict[str, Any], cfg: TrainConfig) -> None:
+def _early_stopping(state: RunState, row: dict[str, Any], cfg: TrainConfig) -> None:
     monitored = row["val_loss"] if row["val_loss"] is not None else row["loss"]
-    if state["best"] is None or monitored < state["best"]:
-        state["best"], state["best_epoch"], state["wait"] = monitored, row["epoch"], 0
-        row["_best"] = True
+    if state.best is None or monitored < state.best:
+        state.best, state.best_epoch, state.wait = monitored, row["epoch"], 0
     else:
-        state["wait"] += 1
+        state.wait += 1
     patience = cfg.early_stopping_patience
-    state["stopped_early"] = patience is not None and state["wait"] >= patience
+    state.stopped_early = patience is not None and state.wait >= patience
 
 
-def _checkpoint(model: Any, state: dict[str, Any], run_dir: Path) -> None:
-    """The model (with its optimizer state) and the run's state, each replaced atomically; the
-    state is written last, so a kill between the two resumes from the previous epoch's state with
-    this epoch's weights never used."""
-    folder = run_dir / "checkpoints"
-    best = state["history"][-1].pop("_best", False)
-    tmp = folder / "last.tmp.keras"
-    model.save(tmp)
-    if best:
-        shutil.copyfile(tmp, folder / "best.tmp.keras")
-        os.replace(folder / "best.tmp.keras", folder / "best.keras")
-    state["epochs_done"] = state["history"][-1]["epoch"]
-    os.replace(tmp, folder / "last.keras")
-    _write_json(folder / "state.json", state)
+def _checkpoint(model: Any, state: RunState, run_dir: Path) -> None:
+    """Save the epoch's model (with its optimizer's state) under a name of its own, then commit it by
+    writing the run's state, which names it: a kill before that resumes from the previous epoch's
+    checkpoint, which is still there. Only the last and the best epoch's files are kept."""
+    folder = run_dir / CHECKPOINTS
+    epoch = state.history[-1]["epoch"]
+    write_atomic(folder / _checkpoint_name(epoch), model.save)
+    state.epochs_done, state.checkpoint, state.finished = epoch, _checkpoint_name(epoch), False
+    state.seed_states, state.global_seed_state = seed_states(model)
+    _write_state(run_dir, state)
+    _remove_stale_checkpoints(run_dir, state)
+
+
+def _remove_stale_checkpoints(run_dir: Path, state: RunState) -> None:
+    """Every epoch file but the last and the best epoch's: earlier ones, and one a kill left
+    uncommitted."""
+    keep = {state.checkpoint, _checkpoint_name(state.best_epoch)}
+    for stale in (run_dir / CHECKPOINTS).glob("epoch-*.keras"):
+        if stale.name not in keep:
+            stale.unlink(missing_ok=True)
+
+
+def _checkpoint_name(epoch: int | None) -> str:
+    return f"epoch-{epoch or 0:04d}.keras"
+
+
+def seed_states(model: Any) -> tuple[list[list[int]], list[int] | None]:
+    """The states of the random generators ``model`` draws from, which its .keras file leaves out:
+    every layer's ``SeedGenerator`` (Dropout's, the noise and random-augmentation layers'), in the
+    order of ``model.variables``, and Keras's global one when something has drawn from it."""
+    from keras.src.backend.common import global_state  # no public accessor for the global one
+    from keras.src.random.seed_generator import GLOBAL_SEED_GENERATOR
+
+    saved = {id(v) for v in model.weights}  # what model.save writes
+    layers = [np.asarray(v).tolist() for v in model.variables if id(v) not in saved]
+    generator = global_state.get_global_attribute(GLOBAL_SEED_GENERATOR)
+    return layers, None if generator is None else np.asarray(generator.state).tolist()
+
+
+def restore_seed_states(model: Any, state: RunState) -> None:
+    """Set the random generators of a model loaded from its checkpoint as :func:`seed_states` found
+    them, so that Dropout draws the masks the uninterrupted run draws."""
+    from keras.src.random.seed_generator import global_seed_generator
+
+    saved = {id(v) for v in model.weights}
+    variables = [v for v in model.variables if id(v) not in saved]
+    if len(variables) != len(state.seed_states):
+        raise ConfigError(
+            f"the checkpoint {state.checkpoint} has {len(variables)} random generators but its state "
+            f"records {len(state.seed_states)}; it cannot be resumed as the same run"
+        )
+    for variable, value in zip(variables, state.seed_states, strict=True):
+        variable.assign(np.asarray(value, dtype=variable.dtype))
+    if state.global_seed_state is not None:
+        generator = global_seed_generator()
+        generator.state.assign(np.asarray(state.global_seed_state, dtype=generator.state.dtype))
 
 
 def _finish(
@@ -341,16 +423,21 @@ def _finish(
     model: Any,
     data: TrainData,
     augmenter: Augmenter,
-    state: dict[str, Any],
+    state: RunState,
     resumed_after: int | None,
     mlflow_recorder: tracking.MlflowRecorder | None,
 ) -> TrainResult:
+    """The model, the test report, summary.json and MLflow's record; then the state says so. Killed
+    before that, the next start does it all again (the same files, MLflow's record kept once)."""
     files: dict[str, Path] = {}
-    model_path = run_dir / "model.keras"
-    tmp = run_dir / "model.tmp.keras"
-    model.save(tmp)
-    os.replace(tmp, model_path)
+    model_path = write_atomic(run_dir / "model.keras", model.save)
     files["model"] = model_path
+    checkpoints = run_dir / CHECKPOINTS
+    best = checkpoints / _checkpoint_name(state.best_epoch)
+    if state.best_epoch is not None and best.exists():
+        files["best_model"] = write_atomic(checkpoints / "best.keras", lambda tmp: shutil.copyfile(best, tmp))
+    tracking.write_csv(state.history, run_dir / "metrics.csv")  # a kill may have kept the last row out
+    _remove_stale_checkpoints(run_dir, state)
     test_loss = test_accuracy = None
     confusion = None
     if data.test is not None and len(data.test):
@@ -363,7 +450,7 @@ def _finish(
         files["confusion_matrix"] = write_atomic(run_dir / "confusion_matrix.png", png_bytes(picture))
     files["metrics"] = run_dir / "metrics.csv"
     files["tensorboard"] = run_dir / "tensorboard"
-    history = state["history"]
+    history = state.history
     last = history[-1] if history else {}
     summary = {
         "run": run_dir.name,
@@ -374,8 +461,8 @@ def _finish(
         "validation_images": len(data.validation) if data.validation is not None else 0,
         "test_images": len(data.test) if data.test is not None else 0,
         "epochs_run": len(history),
-        "stopped_early": state["stopped_early"],
-        "best_epoch": state["best_epoch"],
+        "stopped_early": state.stopped_early,
+        "best_epoch": state.best_epoch,
         "resumed_after_epoch": resumed_after,
         "final": {k: last.get(k) for k in ("loss", "accuracy", "val_loss", "val_accuracy")},
         "epochs": history,
@@ -399,7 +486,9 @@ def _finish(
             k: v for k, v in (("test_loss", test_loss), ("test_accuracy", test_accuracy)) if v is not None
         }
         reports = [files[k] for k in ("metrics", "summary", "confusion_matrix") if k in files]
-        mlflow_recorder.finish(final, reports, model_path)
+        mlflow_recorder.finish(final, reports, model_path, step=state.epochs_done)
+    state.finished = True
+    _write_state(run_dir, state)
     return TrainResult(
         run_dir=run_dir,
         model_path=model_path,
@@ -409,7 +498,7 @@ def _finish(
         confusion=confusion,
         files=files,
         resumed_after_epoch=resumed_after,
-        stopped_early=state["stopped_early"],
+        stopped_early=state.stopped_early,
         mlflow_run_id=summary["mlflow_run_id"],
     )
 
@@ -529,6 +618,9 @@ def _fit_sample(images: Any, seed: int, limit: int = 10_000) -> np.ndarray:
 
 def _digest(cfg: TrainConfig) -> str:
     kept = cfg.model_dump(mode="json", exclude=_RESUMABLE)
+    # The folder trained on, however it was named: a source, or the folder it was prepared into
+    # (the flow passes the latter), relative or absolute.
+    kept["dataset"] = str(dataset_folder(cfg).resolve())
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -536,28 +628,49 @@ def _new_run_name(cfg: TrainConfig) -> str:
     return f"{cfg.model}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
 
 
-def resume_state(cfg: TrainConfig, run_dir: Path) -> dict[str, Any] | None:
-    """The state of an earlier run in ``run_dir`` to continue, or None for a fresh start."""
-    state_file = run_dir / "checkpoints" / "state.json"
-    if not state_file.exists():
+def resume_state(cfg: TrainConfig, run_dir: Path) -> RunState | None:
+    """The record of an earlier start of the run in ``run_dir`` to continue, or None to start afresh.
+
+    A start killed before its first checkpoint is continued, in its MLflow run, when its
+    configuration was the same (and started afresh otherwise); one killed after its last epoch
+    only finishes its reports.
+    """
+    state = read_state(run_dir)
+    if state is None:
         if run_dir.exists() and any(run_dir.iterdir()) and (run_dir / "summary.json").exists():
             raise ConfigError(f"{run_dir} holds another run; choose another run_name")
         return None
+    if state.checkpoint is None:  # nothing trained yet
+        return state if cfg.resume and state.config_digest == _digest(cfg) else None
     if not cfg.resume:
         raise ConfigError(f"{run_dir} holds a run already; choose another run_name, or resume it")
-    state = json.loads(state_file.read_text())
-    if state["config_digest"] != _digest(cfg):
+    if state.config_digest != _digest(cfg):
         raise ConfigError(
             f"{run_dir} was started with another configuration (see its config.yaml); only "
             f"{', '.join(sorted(_RESUMABLE))} may change when a run is resumed"
         )
-    if state["epochs_done"] >= cfg.total_epochs or state["stopped_early"]:
+    if state.finished and (state.epochs_done >= cfg.total_epochs or state.stopped_early):
         raise ConfigError(
-            f"{run_dir} has finished ({state['epochs_done']} epochs"
-            f"{', stopped early' if state['stopped_early'] else ''}); choose another run_name, or "
+            f"{run_dir} has finished ({state.epochs_done} epochs"
+            f"{', stopped early' if state.stopped_early else ''}); choose another run_name, or "
             "more epochs to continue it"
         )
     return state
+
+
+def read_state(run_dir: Path) -> RunState | None:
+    """The record in ``run_dir/checkpoints/state.json``, or None when there is none."""
+    path = run_dir / CHECKPOINTS / STATE
+    if not path.exists():
+        return None
+    try:
+        return RunState(**json.loads(path.read_text()))
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{path} is not a run record this augpipe can resume ({err})") from None
+
+
+def _write_state(run_dir: Path, state: RunState) -> None:
+    _write_json(run_dir / CHECKPOINTS / STATE, asdict(state))
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -51,6 +51,18 @@ BAD_VALUES = {
         "extras.0", "0.5", "p must be 1",
     ),
     "crop_without_size": (dict(extras=[{"name": "center_crop"}]), "extras.0", "center_crop", "height"),
+    # Non-finite and absurd values (issue 12); tests/hostile/test_configs.py covers every option.
+    "nan_rotation": (dict(rotation_range=float("nan")), "rotation_range", "nan", "finite number"),
+    "huge_rotation": (dict(rotation_range=1e7), "rotation_range", "10000000.0", "at most 1,000,000 degrees"),
+    "inf_in_shift_list": (
+        dict(width_shift_range=[0.1, float("inf")]), "width_shift_range", "[0.1, inf]", "finite",
+    ),
+    "huge_shift": (dict(height_shift_range=1e30), "height_shift_range", "1e+30", "at most 10,000 pixels"),
+    "string_shift": (dict(width_shift_range="0.2"), "width_shift_range", "'0.2'", "a float, an int or"),
+    "nan_cval": (dict(cval=float("nan"), fill_mode="constant"), "cval", "nan", "finite number"),
+    "huge_zoom": (dict(zoom_range=(1, 1e30)), "zoom_range", "(1, 1e+30)", "at most 1,000,000"),
+    "inf_brightness": (dict(brightness_range=(0.5, float("inf"))), "brightness_range", "inf", "finite"),
+    "inf_rescale": (dict(rescale=float("inf")), "rescale", "inf", "finite number"),
 }  # fmt: skip
 
 
@@ -98,6 +110,10 @@ def test_accepted_edge_values():
     assert AugmentConfig(interpolation_order=5).interpolation_order == 5
     assert AugmentConfig(rescale=0).rescale is None  # Keras treats 0 and None alike
     assert AugmentConfig(extras=[{"name": "blur", "p": 0.0}]).extras[0].p == 0.0
+    # The bounds themselves are accepted: only what cannot give a sensible image is refused.
+    assert AugmentConfig(rotation_range=1_000_000).rotation_range == 1_000_000
+    assert AugmentConfig(width_shift_range=[-10_000, 10_000]).width_shift_range == [-10_000, 10_000]
+    assert AugmentConfig(zoom_range=["1e-1", 1.2]).zoom_range == (0.1, 1.2)  # PyYAML's 1e-1 is a string
 
 
 # ---- Keras's normalisation rules, with Keras itself as the reference ----------------------------

@@ -10,6 +10,8 @@ import inspect
 import json
 import re
 import shlex
+import shutil
+import subprocess
 import sys
 import tomllib
 import typing
@@ -226,6 +228,50 @@ def test_images_install_pyprojects_pins(flavour):
     assert [("COPY", "pyproject.toml docker/requirements.py /tmp/build/")] == [
         (k, a) for k, a in dockerfile(flavour) if k == "COPY" and "requirements.py" in a
     ]
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_server_ui_static_directory_is_the_image_users(flavour):
+    # Run as the image's user, `prefect server start` copies the UI bundles into
+    # PREFECT_UI_STATIC_DIRECTORY/v1 and /v2 (lock files beside them); the default, inside site-packages,
+    # is not writable and the UI then answers 404.
+    from prefect.settings.models.server.ui import ServerUISettings
+
+    instructions = dockerfile(flavour)
+    folder = _env(instructions)["PREFECT_UI_STATIC_DIRECTORY"]
+    alias = ServerUISettings.model_fields["static_directory"].validation_alias
+    assert "prefect_ui_static_directory" in alias.choices  # the name prefect 3.8 reads
+    assert folder.startswith("/") and "site-packages" not in folder
+    (user,) = [a for k, a in instructions if k == "USER"]
+    runs = " && ".join(a for k, a in instructions if k == "RUN")
+    assert f'install -d -o {user} -g {user} "$PREFECT_UI_STATIC_DIRECTORY"' in runs
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_pip_settings_for_the_build_stay_out_of_the_image(flavour):
+    # A mirror, proxy CA or pip.conf reach pip as build args and BuildKit secrets, used by the RUNs
+    # that install; none of them is an ENV or a copied file of the image.
+    instructions = dockerfile(flavour)
+    env = _env(instructions)
+    assert not {"PIP_CERT", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_CONFIG_FILE"} & set(env)
+    args = {a.split("=")[0] for k, a in instructions if k == "ARG"}
+    assert {"PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST"} <= args
+    installs = [a for k, a in instructions if k == "RUN" and "pip install" in a]
+    assert len(installs) == 2
+    for run in installs:
+        assert "--mount=type=secret,id=pip-cert" in run and "--mount=type=secret,id=pip-conf" in run
+        assert "export PIP_CERT=/run/secrets/pip-cert" in run
+
+
+def test_smoke_scripts_are_valid_bash_and_use_the_compose_tags():
+    scripts = [DOCKER / "smoke.sh", DOCKER / "base-standin.sh"]
+    if shutil.which("bash"):
+        for script in scripts:
+            subprocess.run(["bash", "-n", str(script)], check=True)
+    smoke = scripts[0].read_text()
+    for service in ("server", *WORKERS):
+        assert compose()["services"][service]["image"] in smoke
+    assert "base-standin.sh" in smoke
 
 
 def test_requirements_script_uses_only_the_standard_library():

@@ -1,5 +1,6 @@
 """Ingest: IDX, class folders, manifests, npz, the Keras cache check, and decoding real and broken files."""
 
+import csv
 import gzip
 import hashlib
 import io
@@ -26,6 +27,7 @@ from pipeline.ingest import (
     scan_class_folders,
 )
 from pipeline.ingest.decode import center_crop_to_aspect, file_extension, read_file
+from pipeline.ingest.sources import LeftOutRows
 
 MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 if not MNIST_DIR.is_dir():
@@ -84,8 +86,9 @@ def test_idx_truncated_names_file_and_sizes(tmp_path):
 def test_idx_bad_magic(tmp_path):
     path = tmp_path / "x.idx"
     path.write_bytes(b"\x00\x00\x42\x01" + b"\x00" * 8)
-    with pytest.raises(ValueError, match="magic 00004201"):
+    with pytest.raises(ValueError, match="does not start with an IDX magic number") as info:
         read_idx(path)
+    assert "4201" not in str(info.value)  # the file's bytes are never quoted
 
 
 def test_idx_dataset_counts_must_agree(tmp_path):
@@ -155,16 +158,19 @@ def test_scan_class_folders_links(tmp_path, photos_u8):
 
 
 def test_read_manifest_multilabel_and_relative(tmp_path):
-    (tmp_path / "m.csv").write_text("path,label\nimg/a.png,cat\nimg/b.png,cat dog\n./c.png,\n")
-    samples = read_manifest(tmp_path / "m.csv")
+    (tmp_path / "m.csv").write_text("path,label\nimg/a.png,cat\nimg/b.png,dog  cat\n./c.png,\n")
+    manifest = read_manifest(tmp_path / "m.csv")
     root = tmp_path.resolve()
-    assert samples == [
+    assert manifest.samples == [
         Sample(str(root / "img" / "a.png"), ("cat",)),
-        Sample(str(root / "img" / "b.png"), ("cat", "dog")),
-        Sample(str(root / "c.png"), ()),
+        Sample(str(root / "img" / "b.png"), ("cat", "dog")),  # sorted
     ]
-    (tmp_path / "n.csv").write_text("file,tags\na.png,x|y\n")
-    assert read_manifest(tmp_path / "n.csv", "file", "tags", "|")[0].labels == ("x", "y")
+    # a row without a label is left out, not a file with no labels (that made the dataset multi-label)
+    assert manifest.left_out == [
+        LeftOutRows(str(root / "c.png"), "empty_label", f"{tmp_path / 'm.csv'} row 4: the 'label' is empty")
+    ]
+    (tmp_path / "n.csv").write_text("file,tags\na.png,x | y\n")
+    assert read_manifest(tmp_path / "n.csv", "file", "tags", "|").samples[0].labels == ("x", "y")
 
 
 def test_read_manifest_refuses_escaping_paths_unless_allowed(tmp_path):
@@ -183,7 +189,7 @@ def test_read_manifest_refuses_escaping_paths_unless_allowed(tmp_path):
         ValueError, match=r"3 paths outside.*row 3: \.\./outside.*row 4: .*row 5: /etc/passwd"
     ):
         read_manifest(sub / "m.csv")
-    samples = read_manifest(sub / "m.csv", allow_outside_root=True)
+    samples = read_manifest(sub / "m.csv", allow_outside_root=True).samples
     assert [s.path for s in samples][1:4] == [
         str(tmp_path.resolve() / "outside.png"),
         str(tmp_path.resolve() / "also.png"),
@@ -497,3 +503,367 @@ def test_read_file_reads_whole_files_of_any_size(tmp_path):
 )
 def test_file_extension_is_splitexts_lower_cased(path):
     assert file_extension(path) == os.path.splitext(path)[1].lower()
+
+
+# ---------------------------------------------------------------- hostile files (issue 12)
+
+
+def _make_special(path: Path, kind: str) -> None:
+    """A FIFO, a unix socket or a character device (/dev/null's numbers) at path, or skip the test."""
+    import socket
+    import stat
+
+    try:
+        if kind == "fifo":
+            os.mkfifo(path)
+        elif kind == "socket":
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.bind(str(path))
+        else:  # a character device
+            os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(1, 3))
+    except (OSError, AttributeError) as err:
+        pytest.skip(f"cannot make a {kind} here: {err}")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "socket", "character device"])
+def test_special_files_are_refused_from_stat_without_being_opened(tmp_path, kind):
+    import threading
+
+    path = tmp_path / "special.png"
+    _make_special(path, kind)
+    done = threading.Event()
+
+    def unblock() -> None:  # were a FIFO opened for reading, this would end the wait: a failure, not a hang
+        if not done.wait(30):
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass
+
+    threading.Thread(target=unblock, daemon=True).start()
+    try:
+        calls = [
+            lambda: read_file(path), lambda: read_file(path, checked=True), lambda: check_and_decode(path),
+            lambda: decode_image(path), lambda: read_idx(path),
+        ]  # fmt: skip
+        for call in calls:  # checked=True: opened with O_NONBLOCK, then refused by fstat
+            with pytest.raises(ImageProblem, match=rf"special\.png: not a regular file \({kind}\)$") as info:
+                call()
+            assert info.value.reason == "not_a_regular_file"
+    finally:
+        done.set()
+
+
+def test_read_file_bounds_the_size_before_reading(tmp_path):
+    for size in (5000, 3_000_000):  # read whole at once; refused after its first 64 KiB
+        (tmp_path / "big.png").write_bytes(bytes(size))
+        assert len(read_file(tmp_path / "big.png", max_bytes=size)) == size
+        with pytest.raises(ImageProblem, match=f"file is {size} bytes, above {size - 1}") as info:
+            read_file(tmp_path / "big.png", max_bytes=size - 1)
+        assert info.value.reason == "too_large"
+
+
+def test_a_non_image_is_described_never_quoted(tmp_path):
+    secret = b"root:x:0:0:root:/root:/bin/bash\n"
+    (tmp_path / "passwd.png").write_bytes(secret)
+    with pytest.raises(ImageProblem) as info:
+        check_and_decode(tmp_path / "passwd.png")
+    assert info.value.reason == "not_an_image"
+    assert str(info.value) == f"{tmp_path / 'passwd.png'}: not an image (unknown format, {len(secret)} bytes)"
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF", "PPM"])
+def test_every_format_is_refused_from_its_header_above_max_pixels(photos_u8, fmt):
+    data = _encode(photos_u8["rgb"], fmt)  # 120 x 180
+    with pytest.raises(ImageProblem, match="declares 180x120 = 21600 pixels, above max_pixels") as info:
+        decode_image(data, max_pixels=21_599)
+    assert info.value.reason == "too_large"
+    assert decode_image(data, max_pixels=21_600).shape == (120, 180, 3)
+
+
+# 29 bytes: a GIF screen and frame of 9000x9000 (under the default max_pixels), a clear code and an end
+# code for pixel data. Decoding it allocated about 620 MB before it was found wanting.
+_GIF_9000 = (
+    b"GIF89a" + struct.pack("<HHBBB", 9000, 9000, 0, 0, 0)
+    + b"\x2c" + struct.pack("<HHHHB", 0, 0, 9000, 9000, 0)
+    + b"\x02\x02\x2c\x00\x00;"
+)  # fmt: skip
+
+
+def test_a_header_declaring_more_pixels_than_the_data_can_hold_is_refused_before_decoding():
+    assert len(_GIF_9000) == 29
+    for data, fmt in ((_GIF_9000, "gif"), (_png_claiming(9000, 9000), "png")):
+        with pytest.raises(ImageProblem, match=rf"9000x9000 = 81000000 pixels, more than \d+ bytes of {fmt}"):
+            decode_image(data)
+    # The bounds sit above what the formats can do: flat images, the most compressible, still decode.
+    flat = np.full((1500, 2000), 255, np.uint8)
+    for mode, fmt in (("1", "PNG"), ("L", "PNG"), ("L", "GIF")):
+        buffer = io.BytesIO()
+        Image.fromarray(flat).convert(mode).save(buffer, fmt, optimize=True)
+        assert 1500 * 2000 / len(buffer.getvalue()) > 300  # a few hundred pixels a byte or more
+        assert decode_image(buffer.getvalue(), color_mode="grayscale").shape == (1500, 2000, 1)
+
+
+def test_keep_aspect_ratio_of_a_too_thin_image_is_too_small_not_a_crash(photos_u8):
+    column = _encode(np.ascontiguousarray(photos_u8["rgb"][:100, :1]), "PNG")  # 100x1
+    with pytest.raises(ImageProblem, match="a 100x1 image is too thin .* target_size 16x32") as info:
+        decode_image(column, target_size=(16, 32), keep_aspect_ratio=True)
+    assert info.value.reason == "too_small"
+    row = _encode(np.ascontiguousarray(photos_u8["rgb"][:1, :100]), "PNG")  # 1x100: its 1x2 crop is kept
+    assert decode_image(row, target_size=(16, 32), keep_aspect_ratio=True).shape == (16, 32, 3)
+    assert decode_image(column, target_size=(16, 32)).shape == (16, 32, 3)  # no crop, no problem
+
+
+def test_an_idx_header_is_checked_before_its_data_is_read(tmp_path):
+    import tracemalloc
+
+    header = bytes([0, 0, 8, 3]) + struct.pack(">3I", 10, 28, 28)
+    # Declares 10 images, then holds 1 GB of zeros in a megabyte or two of gzip members.
+    member = gzip.compress(bytes(1 << 24))
+    (tmp_path / "long.gz").write_bytes(gzip.compress(header + bytes(7840)) + member * 64)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="long.gz' is longer than its header says"):
+            read_idx(tmp_path / "long.gz")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20  # not the gigabyte
+    # Declares 4 GB, which 100 bytes of gzip cannot hold: refused before anything is decompressed.
+    huge = bytes([0, 0, 8, 3]) + struct.pack(">3I", 4_000_000, 1000, 1000)
+    (tmp_path / "huge.gz").write_bytes(gzip.compress(huge))
+    with pytest.raises(ValueError, match=r"declares \(4000000, 1000, 1000\) of uint8 .* than its \d+-byte"):
+        read_idx(tmp_path / "huge.gz")
+    # Raw: the declared size is compared with the file's size, before any reading.
+    (tmp_path / "raw").write_bytes(huge + bytes(100))
+    with pytest.raises(ValueError, match=r"truncated: header .* needs 4000000000016 bytes, got 116"):
+        read_idx(tmp_path / "raw")
+    (tmp_path / "raw").write_bytes(header + bytes(7841))
+    with pytest.raises(ValueError, match="longer than its header says"):
+        read_idx(tmp_path / "raw")
+
+
+def test_scan_folders_lists_every_file_folder_and_symlink_it_leaves_out(tmp_path, photos_u8):
+    from pipeline.ingest.sources import Skipped, scan_folders
+
+    png = _encode(photos_u8["rgb"], "PNG")
+    root = tmp_path / "data"
+    for rel in ("data/cat/a.png", "data/cat/sub/b.png", "data/dog/d.jpg", "data/loose.png", "other/e.png"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(png)
+    (root / "empty").mkdir()
+    (root / "cat" / "n.txt").write_text("x")
+    (root / "README").write_text("x")
+    os.mkfifo(root / "cat" / "fifo.png")
+    (root / "cat" / "dangling.png").symlink_to(tmp_path / "missing.png")
+    (root / "cat" / "loop").symlink_to("loop")
+    (root / "cat" / "sub" / "up").symlink_to("..")
+    (root / "cat" / "elsewhere").symlink_to(tmp_path / "other")
+    (root / "bird").symlink_to("cat")
+
+    def skip(path: str, reason: str, message: str) -> Skipped:
+        return Skipped(path.replace("/", os.sep), reason, message)
+
+    def other_files(names: str) -> list[Skipped]:
+        count = len(names.split())
+        txt = f"{count} file{'s' if count > 1 else ''} left out, '.txt' is not an image extension"
+        return [
+            Skipped("*(no extension)", "not_an_image_extension", "1 file left out, no extension: README"),
+            Skipped("*.txt", "not_an_image_extension", f"{txt}: {names.replace(' ', ', ')}"),
+        ]
+
+    common = [
+        skip("cat/fifo.png", "not_a_regular_file", "not a regular file (fifo)"),
+        skip("empty/", "no_images", "class folder holds no image files"),
+        skip("loose.png", "not_in_a_class_folder", "image file beside the class folders, not in one"),
+    ]
+    found = scan_folders(root)
+    assert [(c, [Path(p).relative_to(root).as_posix() for p in ps]) for c, ps in found.classes] == [
+        ("cat", ["cat/a.png", "cat/sub/b.png"]),
+        ("dog", ["dog/d.jpg"]),
+    ]
+    off = ("symlink_not_followed", "symlink not followed (follow_links is off)")
+    links = ["bird", "cat/dangling.png", "cat/elsewhere", "cat/loop", "cat/sub/up"]
+    assert found.skipped == sorted(common + [skip(p, *off) for p in links]) + other_files("cat/n.txt")
+
+    followed = scan_folders(root, follow_links=True)
+    assert [(c, [Path(p).relative_to(root).as_posix() for p in ps]) for c, ps in followed.classes] == [
+        ("bird", ["bird/a.png", "bird/elsewhere/e.png", "bird/sub/b.png"]),
+        ("cat", ["cat/a.png", "cat/elsewhere/e.png", "cat/sub/b.png"]),
+        ("dog", ["dog/d.jpg"]),
+    ]
+    problems = [
+        ("fifo.png", "not_a_regular_file", "not a regular file (fifo)"),
+        ("dangling.png", "dangling_symlink", "dangling symlink: its target does not exist"),
+        ("loop", "symlink_loop", "symlink loop: its target leads back to itself"),
+        ("sub/up", "symlink_loop", "symlink loop: leads back to the folder {}/"),
+    ]
+    in_both = [
+        skip(f"{c}/{p}", r, m.format(c).replace("/", os.sep)) for c in ("bird", "cat") for p, r, m in problems
+    ]
+    expected = sorted(common[1:] + in_both) + other_files("bird/n.txt cat/n.txt")
+    assert followed.skipped == expected
+
+
+def test_other_files_are_summed_up_per_extension_with_their_first_names(tmp_path, photos_u8):
+    from pipeline.ingest.sources import scan_folders
+
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "a.png").write_bytes(_encode(photos_u8["rgb"], "PNG"))
+    for name in ("e", "b", "d", "a", "c"):
+        (tmp_path / "cat" / f"{name}.json").write_text("{}")
+    (summary,) = scan_folders(tmp_path).skipped
+    assert summary.path == "*.json" and summary.reason == "not_an_image_extension"
+    names = ", ".join(f"cat{os.sep}{n}.json" for n in "abc")
+    assert summary.message == f"5 files left out, '.json' is not an image extension: {names} and 2 more"
+
+
+def test_an_unreadable_class_folder_is_listed_not_dropped_silently(photos_u8):
+    """chmod 000 stops reads only for a user without CAP_DAC_OVERRIDE: as root, the scan runs in a
+    forked child that has become ``nobody`` (65534), on a tree that user can walk to."""
+    import json
+    import shutil
+    import tempfile
+
+    from pipeline.ingest.sources import scan_folders
+
+    root = Path(tempfile.mkdtemp(prefix="augpipe-unreadable-"))
+    try:
+        os.chmod(root, 0o755)
+        for rel in ("cat/a.png", "dog/d.png", "dog/secret/s.png"):
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_bytes(_encode(photos_u8["rgb"], "PNG"))
+        for folder in (root / "cat", root / "dog", root / "dog" / "secret"):
+            os.chmod(folder, 0o755)
+        os.chmod(root / "cat", 0o000)
+        os.chmod(root / "dog" / "secret", 0o000)
+
+        def scan() -> list[list[str]]:
+            found = scan_folders(root)
+            return [[c, str(len(p))] for c, p in found.classes] + [list(s) for s in found.skipped]
+
+        if os.geteuid() != 0:
+            got = scan()
+        else:
+            read, write = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the child: drop root, scan, send the result, leave without pytest's teardown
+                try:
+                    os.close(read)
+                    os.setgid(65534)
+                    os.setuid(65534)
+                    os.write(write, json.dumps(scan()).encode())
+                finally:
+                    os._exit(0)
+            os.close(write)
+            with os.fdopen(read, "rb") as pipe:
+                got = json.loads(pipe.read() or b"null")
+            os.waitpid(pid, 0)
+    finally:
+        for folder in (root / "cat", root / "dog" / "secret"):
+            os.chmod(folder, 0o755)
+        shutil.rmtree(root)
+    assert got == [
+        ["dog", "1"],
+        [f"cat{os.sep}", "unreadable_folder", "unreadable folder: Permission denied"],
+        [f"dog{os.sep}secret{os.sep}", "unreadable_folder", "unreadable folder: Permission denied"],
+    ]
+
+
+# ---------------------------------------------------------------- manifests: rows grouped by file
+
+
+def test_read_manifest_groups_rows_by_the_file_they_name(tmp_path):
+    (tmp_path / "img").mkdir()
+    for name in ("a", "b", "c", "d", "e"):
+        (tmp_path / "img" / f"{name}.png").write_bytes(b"")  # only the names matter here
+    (tmp_path / "alias.png").symlink_to("img/d.png")
+    rows = [
+        "img/a.png,cat",  # 2: kept, repeated by rows 3 and 4
+        "./img/a.png,cat",
+        "img/../img/a.png,cat",
+        "img/b.png,cat dog",  # 5: kept, multi-label, repeated in another order by row 6
+        "img/b.png,dog cat",
+        "img/c.png,",  # 7: no label
+        "img/d.png,cat",  # 8: conflicts with row 9, which names it through a symlink
+        "alias.png,dog",
+        "img/e.png,dog",
+    ]
+    (tmp_path / "m.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    manifest = read_manifest(tmp_path / "m.csv")
+    img = tmp_path.resolve() / "img"
+    assert manifest.labels == {
+        str(img / "a.png"): ("cat",),
+        str(img / "b.png"): ("cat", "dog"),
+        str(img / "e.png"): ("dog",),
+    }
+    name = str(tmp_path / "m.csv")
+    assert [(manifest.key(r.path), r.reason, r.message) for r in manifest.left_out] == [
+        ("img/a.png", "duplicate_rows", f"{name} rows 3, 4 repeat row 2: the file is used once"),
+        ("img/b.png", "duplicate_rows", f"{name} row 6 repeat row 5: the file is used once"),
+        ("img/c.png", "empty_label", f"{name} row 7: the 'label' is empty"),
+        ("img/d.png", "conflicting_labels", f"{name} rows 8, 9 give it different labels: 'cat', 'dog'"),
+    ]
+
+
+def test_read_manifest_messages_stay_short_however_many_rows(tmp_path):
+    rows = ["a.png,cat"] * 100_000 + [f"b.png,c{i}" for i in range(30)]
+    (tmp_path / "m.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    repeated, conflicting = read_manifest(tmp_path / "m.csv").left_out
+    assert repeated.message.endswith(
+        "rows 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 and 99,989 more repeat row 2: the file is used once"
+    )
+    assert conflicting.message.endswith(
+        "rows 100002, 100003, 100004, 100005, 100006, 100007, 100008, 100009, 100010, 100011, 100012 "
+        "and 19 more give it different labels: "
+        "'c0', 'c1', 'c2', 'c3', 'c4', 'c5', 'c6', 'c7', 'c8', 'c9' and others"
+    )
+    (tmp_path / "out.csv").write_text("path,label\n" + "".join(f"../{i}.png,cat\n" for i in range(30)))
+    with pytest.raises(ValueError, match=r"has 30 paths outside .*row 11: \.\./9\.png; and 20 more$"):
+        read_manifest(tmp_path / "out.csv")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (b"", r"is empty: expected a header row with the columns 'path' and 'label'"),
+        (b"path,label\n\n", r"has no rows under its header"),
+        (b"path,label,extra\na.png,cat,1\n", r"header row has the unknown columns \['extra'\]"),
+        (b"path,label,path\na.png,cat,b.png\n", r"header row names \['path'\] twice"),
+        (b"path,label\na.png,cat,dog\n", r"row 2 has 3 fields but its header has 2: quote a path"),
+        (b"path,label\na.png\n", r"row 2 has 1 field but its header has 2$"),
+        (b"path,label\na.png,c\x00t\n", r"row 2 holds a NUL character"),
+        (b"path,label\n,cat\n", r"row 2 has an empty 'path'"),
+        # the text is read 8 KB ahead of the csv reader: the line is found again from the bytes
+        (
+            b"path,label\n" + b"a.png,cat\n" * 2000 + b"b.png,\xff\n",
+            r"is not UTF-8 at line 2002 \(byte 0xff\)",
+        ),
+        (b"path,label\na.png,caf\xc3", r"is not UTF-8 at its end \(a character cut short\)"),
+        (
+            b"path,label\na.png,cat\nb.png," + b"x" * 131_073 + b"\n",
+            r"row 3 has a field over 131,072 characters",
+        ),
+    ],
+)
+def test_read_manifest_refusals_name_the_manifest_and_the_row(tmp_path, text, message):
+    (tmp_path / "m.csv").write_bytes(text)
+    with pytest.raises(ValueError, match=f"^manifest {str(tmp_path / 'm.csv')!r} .*{message}"):
+        read_manifest(tmp_path / "m.csv")
+
+
+def test_read_manifest_accepts_a_bom_crlf_and_quoted_newlines(tmp_path):
+    text = '\ufeffpath,label\r\n"new\nline.png",cat\r\n"a,b.png","dog\r\ncat"\r\n'
+    (tmp_path / "m.csv").write_bytes(text.encode())
+    manifest = read_manifest(tmp_path / "m.csv")
+    assert [(manifest.key(s.path), s.labels) for s in manifest.samples] == [
+        ("new\nline.png", ("cat",)),
+        ("a,b.png", ("cat", "dog")),
+    ]
+    assert csv.field_size_limit() == 131_072  # the process-wide limit is left alone
+
+
+def test_read_manifest_refuses_a_fifo_without_opening_it_for_good(tmp_path):
+    os.mkfifo(tmp_path / "m.csv")
+    with pytest.raises(ValueError, match="is not a regular file"):
+        read_manifest(tmp_path / "m.csv")  # a blocking open would wait here for a writer

@@ -21,6 +21,8 @@ from pipeline.errors import SourceNotFoundError
 from pipeline.prepare import prepare, split_of, summary_markdown
 
 MNIST = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist"
+# class_tree's 13 images cut at the default 0.8/0.1/0.1 leave validation empty, which is refused
+SMALL_SPLITS = {"train": 0.5, "validation": 0.25, "test": 0.25}
 
 
 def _photo_crops(n: int) -> list[np.ndarray]:
@@ -49,7 +51,9 @@ def class_tree(tmp_path: Path) -> Path:
 
 
 def test_folder_source_quarantines_bad_files_and_reports(class_tree, tmp_path):
-    cfg = PrepareConfig(source=str(class_tree), out=str(tmp_path / "out"), target_size=(32, 40))
+    cfg = PrepareConfig(
+        source=str(class_tree), out=str(tmp_path / "out"), target_size=(32, 40), splits=SMALL_SPLITS
+    )
     result = prepare(cfg)
     report = result.report
     reasons = {q["key"]: q["reason"] for q in report["quarantined"]}
@@ -89,7 +93,9 @@ def test_different_sizes_without_target_size_is_a_clear_error(class_tree, tmp_pa
 
 
 def test_rerun_skips_unchanged_and_adding_files_moves_nothing(class_tree, tmp_path):
-    cfg = PrepareConfig(source=str(class_tree), out=str(tmp_path / "out"), target_size=(32, 40))
+    cfg = PrepareConfig(
+        source=str(class_tree), out=str(tmp_path / "out"), target_size=(32, 40), splits=SMALL_SPLITS
+    )
     first = prepare(cfg)
     again = prepare(cfg)
     assert again.unchanged and again.version_dir == first.version_dir and again.report["decoded"] == 0
@@ -129,7 +135,7 @@ def test_manifest_source_refuses_escaping_paths(tmp_path):
     cv2.imwrite(str(root / "a.png"), img)
     cv2.imwrite(str(tmp_path / "outside.png"), img)
     (root / "labels.csv").write_text("path,label\na.png,cat dog\n../outside.png,cat\n")
-    cfg = PrepareConfig(source=str(root / "labels.csv"), out=str(tmp_path / "out"))
+    cfg = PrepareConfig(source=str(root / "labels.csv"), out=str(tmp_path / "out"), splits={"train": 1.0})
     with pytest.raises(ValueError, match="outside its folder"):
         prepare(cfg)
     result = prepare(cfg.model_copy(update={"allow_outside_root": True}))
@@ -220,7 +226,9 @@ def test_leftovers_of_dead_runs_are_removed_but_live_runs_kept(tmp_path):
 @pytest.mark.slow
 def test_worker_processes_give_the_same_dataset_and_exact_train_stats(class_tree, tmp_path):
     def prepared(out: str, workers: int) -> tuple[dict, dict]:
-        cfg = PrepareConfig(source=str(class_tree), out=out, target_size=(32, 40), chunk_size=3)
+        cfg = PrepareConfig(
+            source=str(class_tree), out=out, target_size=(32, 40), chunk_size=3, splits=SMALL_SPLITS
+        )
         result = prepare(cfg, workers=workers)
         manifest = PreparedDataset(out).manifest
         pixels = {s: np.concatenate([np.load(result.version_dir / p) for p in info["shards"]])
@@ -248,3 +256,150 @@ def test_a_missing_source_names_the_resolved_path_and_writes_nothing(tmp_path, m
     # a ConfigError (flows do not retry it) that callers catching FileNotFoundError still catch
     assert isinstance(caught.value, ConfigError) and isinstance(caught.value, FileNotFoundError)
     assert not (tmp_path / "datasets").exists()
+
+
+def test_overlapping_finalizes_each_publish_their_own_version(tmp_path):
+    """Four runs into one folder finalize at once: each takes the next free version number (before,
+    all but one failed with "Directory not empty" and lost their result)."""
+    import threading
+
+    from pipeline.prepare import chunked, decode_chunk, finalize, scan, start_run
+
+    out = tmp_path / "out"
+    runs = []
+    for salt in "abcd":  # different splits, so that no run finds its dataset already written
+        cfg = PrepareConfig(source="digits", out=str(out), color_mode="grayscale", split_salt=salt)
+        run = start_run(cfg)
+        chunks = chunked(scan(cfg), 600)
+        records = [decode_chunk(cfg, chunk, run.staging, i) for i, chunk in enumerate(chunks)]
+        runs.append((cfg, run, records))
+    barrier = threading.Barrier(len(runs))
+    results, errors = [], []
+
+    def finish(cfg, run, records) -> None:
+        barrier.wait()
+        try:
+            results.append(finalize(cfg, run, records))
+        except Exception as err:  # noqa: BLE001  (collected, then asserted absent)
+            errors.append(err)
+
+    threads = [threading.Thread(target=finish, args=run) for run in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(r.version_dir.name for r in results) == ["v00001", "v00002", "v00003", "v00004"]
+    salts = set()
+    for result in results:
+        manifest = json.loads((result.version_dir / "manifest.json").read_text())
+        assert manifest["version"] == result.version_dir.name and len(manifest["files"]) == 1797
+        salts.add(manifest["config"]["split_salt"])
+    assert salts == set("abcd")
+    assert (out / "CURRENT").read_text().strip() in {r.version_dir.name for r in results}
+    assert not list((out / "versions").glob(".tmp-*")) and not list(out.glob(".staging-*"))
+
+
+def _small_disk(folder: Path, size: str):
+    """A tmpfs of ``size`` mounted on folder (root only; the test is skipped where mounting is not
+    allowed): a real full disk, without filling the machine's."""
+    import contextlib
+
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+
+    @contextlib.contextmanager
+    def unmounting():
+        try:
+            yield folder
+        finally:
+            if subprocess.run(["umount", str(folder)], capture_output=True).returncode != 0:
+                subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+    return unmounting()
+
+
+@pytest.mark.parametrize(("size", "stage"), [("256k", "decoding"), ("700k", "finalize")])
+def test_a_full_disk_says_so_names_the_folder_and_leaves_nothing_behind(tmp_path, size, stage):
+    from pipeline.prepare import DiskFullError
+
+    source = tmp_path / "photos"
+    (source / "cls").mkdir(parents=True)
+    for i, crop in enumerate(_photo_crops(12)):
+        cv2.imwrite(str(source / "cls" / f"{i:02d}.png"), crop)
+    # 12 images of 96x128x3: 442 KB of pixels, staged in three chunks, then written again as a shard.
+    with _small_disk(tmp_path / "disk", size) as disk:
+        out = disk / "out"
+        cfg = PrepareConfig(
+            source=str(source), out=str(out), target_size=(96, 128), chunk_size=4, splits={"train": 1.0}
+        )
+        with pytest.raises(DiskFullError) as info:
+            prepare(cfg)
+        if stage == "decoding":  # numpy's "1568000 requested and 614272 written", named
+            assert str(info.value).startswith(f"disk full while writing {out / '.staging-'}")
+        else:
+            assert str(info.value) == f"disk full while writing {out}"
+        assert "requested and" not in str(info.value) and "Errno" not in str(info.value)
+        assert isinstance(info.value, OSError) and info.value.errno == 28
+        leftovers = [p.name for p in out.iterdir() if p.name != "versions"] + os.listdir(out / "versions")
+        assert leftovers == [] and not (out / "CURRENT").exists()
+
+
+# ---------------------------------------------------------------- manifests and empty splits
+
+
+def _small_pngs(folder: Path, names: list[str]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        cv2.imwrite(str(folder / name), np.full((8, 8, 3), 30 * i, np.uint8))
+
+
+def test_a_manifest_row_without_a_label_is_quarantined_and_the_dataset_stays_single_label(tmp_path):
+    _small_pngs(tmp_path / "data", ["a.png", "b.png", "c.png", "d.png"])
+    rows = "a.png,cat\nb.png,\nc.png,dog\nd.png,cat\nd.png,dog\nmissing.png,cat\nmissing.png,dog\n"
+    (tmp_path / "data" / "m.csv").write_text("path,label\n" + rows)
+    cfg = PrepareConfig(
+        source=str(tmp_path / "data" / "m.csv"), out=str(tmp_path / "out"), splits={"train": 1.0}
+    )
+    report = prepare(cfg).report
+    # the conflicting rows of a file that does not exist are left out before any read: not "unreadable"
+    assert {q["key"]: q["reason"] for q in report["quarantined"]} == {
+        "b.png": "empty_label",
+        "d.png": "conflicting_labels",
+        "missing.png": "conflicting_labels",
+    }
+    ds = PreparedDataset(tmp_path / "out")
+    assert not ds.manifest["multi_label"] and ds.classes == ["cat", "dog"]
+    assert np.load(ds.dir / "train" / "labels.npy").tolist() == [0, 1]  # a.png, c.png
+    # a new row that is left out shows in an unchanged rerun's report, though the dataset is the same
+    (tmp_path / "data" / "m.csv").write_text("path,label\n" + rows + "e.png,\n")
+    again = prepare(cfg)
+    assert again.unchanged and again.report["quarantined"][-1]["key"] == "e.png"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_split_that_would_be_empty_is_refused_before_anything_is_written(tmp_path, workers):
+    _small_pngs(tmp_path / "data", ["a.png", "b.png", "c.png"])
+    (tmp_path / "data" / "m.csv").write_text("path,label\na.png,cat\nb.png,dog\n")
+    out = tmp_path / "out"
+    first = prepare(
+        PrepareConfig(source=str(tmp_path / "data" / "m.csv"), out=str(out), splits={"train": 1.0})
+    )
+    # every row naming one file made a dataset of one split (at exit 0, with 0 train images)
+    (tmp_path / "data" / "m.csv").write_text("path,label\n" + "c.png,cat\n" * 1000)
+    cfg = PrepareConfig(source=str(tmp_path / "data" / "m.csv"), out=str(out))
+    assert split_of("c.png", cfg.splits, cfg.split_salt) == "train"
+    with pytest.raises(ValueError) as info:
+        prepare(cfg, workers=workers)
+    assert str(info.value) == (
+        f"{cfg.source}: splits validation and test would be empty: 1 image cut at "
+        "train=0.8,validation=0.1,test=0.1 by a hash of their keys give train 1, validation 0, test 0; "
+        "add images, or ask for fewer splits (e.g. --splits train=1.0, or splits: in a config file)"
+    )
+    assert (out / "CURRENT").read_text().strip() == first.version_dir.name
+    assert sorted(os.listdir(out)) == ["CURRENT", "versions"]
+    assert os.listdir(out / "versions") == [first.version_dir.name]

@@ -22,7 +22,7 @@ from pipeline.config import ConfigError, PrepareConfig, TrainConfig
 from pipeline.ingest import load_bundled_digits
 from pipeline.prepare import prepare
 from pipeline.tracking import EPOCH_COLUMNS, confusion_matrix
-from pipeline.training import _early_stopping, train
+from pipeline.training import RunState, _early_stopping, train
 from pipeline.workers import BatchFeeder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -236,6 +236,22 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_follows_the_uninterrupted_
         train(cfg.model_copy(update={"learning_rate": 1e-2, "epochs": 6}))
 
 
+def test_a_run_of_a_source_resumes_whether_the_source_or_its_prepared_folder_is_named(tmp_path):
+    """The command line checks a run under the source's name (``digits``); the flow trains on the
+    folder the source was prepared into: both name the same run."""
+    from pipeline.training import resolve_dataset, resume_state
+
+    source = _config(tmp_path, "digits", max_train_samples=128, augment=AugmentConfig(rescale=1 / 255))
+    folder = resolve_dataset(source)
+    first = train(source.model_copy(update={"dataset": str(folder)}))
+    more = source.model_copy(update={"epochs": 2})
+    assert resume_state(more, first.run_dir).epochs_done == 1
+    absolute = more.model_copy(update={"dataset": str(folder.resolve())})
+    assert resume_state(absolute, first.run_dir).epochs_done == 1
+    with pytest.raises(ConfigError, match="another configuration"):
+        resume_state(more.model_copy(update={"dataset": "photos"}), first.run_dir)
+
+
 # ---- options ---------------------------------------------------------------------------------------
 def test_on_device_augmentation_trains_and_reports(digits_dataset, tmp_path):
     augment = AugmentConfig(rescale=1 / 255, rotation_range=15, featurewise_center=True)
@@ -262,10 +278,10 @@ def test_config_mistakes_are_named():
 
 def test_early_stopping_counts_epochs_without_improvement():
     cfg = TrainConfig(early_stopping_patience=2)
-    state = {"best": None, "best_epoch": None, "wait": 0, "stopped_early": False}
+    state = RunState(config_digest="", run_key="")
     for epoch, val in enumerate([1.0, 0.8, 0.9, 0.85], start=1):
         _early_stopping(state, {"epoch": epoch, "loss": 0.0, "val_loss": val}, cfg)
-    assert state["best_epoch"] == 2 and state["stopped_early"]
+    assert state.best_epoch == 2 and state.stopped_early
 
 
 def test_confusion_matrix_counts_pairs():

@@ -76,6 +76,14 @@ def needs_rgb(name: str) -> bool:
     return EXTRA_TRANSFORMS[name][2]
 
 
+def crop_size(name: str, transform: Any) -> tuple[int, int] | None:
+    """(height, width) that crop extra ``name`` cuts; None for an extra that keeps the size or pads
+    the image up to the crop (``pad_if_needed``)."""
+    if name not in CROPS or transform.pad_if_needed:
+        return None
+    return int(transform.height), int(transform.width)
+
+
 def apply_extra(transform: Any, image: np.ndarray, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
     """Apply one extra with its own seed; returns the image and the parameters it drew."""
     transform.set_random_seed(seed)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import stat
 import struct
 import warnings
 from typing import Literal
@@ -15,8 +17,9 @@ from PIL import Image, UnidentifiedImageError
 ColorMode = Literal["grayscale", "rgb", "rgba"]
 Interpolation = Literal["nearest", "bilinear", "bicubic", "area", "lanczos"]
 Reason = Literal[
-    "empty", "not_an_image", "truncated", "corrupt", "too_large", "wrong_extension", "unsupported"
-]
+    "empty", "not_an_image", "truncated", "corrupt", "too_large", "too_small", "wrong_extension",
+    "unsupported", "not_a_regular_file",
+]  # fmt: skip
 
 # Pillow's own default decompression-bomb limit (MAX_IMAGE_PIXELS): about 0.25 GB of 24-bit pixels.
 DEFAULT_MAX_PIXELS = 89_478_485
@@ -50,21 +53,89 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the whole IEND chunk: length 0, type, its fixed CRC
 _PNG_CHUNK_HEAD = struct.Struct(">I4s")  # length, type
 _PNG_SIZE = struct.Struct(">II")  # width, height: the first fields of IHDR, at byte 16
+# The most pixels one byte of a format's data can hold, where the format's coding bounds it: a header
+# declaring more is refused before anything is allocated for its pixels. Deflate expands data at most
+# 1032 times and a 1-bit PNG holds 8 pixels a byte (8,256); a GIF's LZW code (9 to 12 bits) stands for
+# at most 4096 pixels (2,731 a byte). Both bounds are set above those ceilings. JPEG, WebP and TIFF can
+# code a flat image in next to nothing (arithmetic coding, zero-bit Huffman trees): only max_pixels
+# bounds them.
+_MOST_PIXELS_PER_BYTE = {"png": 1 << 14, "gif": 1 << 12}
 # One read takes a whole image of up to 64 KiB: os.read allocates the size asked for first, and a
-# megabyte at a time cost a microsecond a file. Larger files are read on a megabyte at a time.
+# megabyte at a time cost a microsecond a file. Larger files are read on in one read of the size fstat
+# gives (a file that grows meanwhile, a megabyte at a time).
 _READ_SIZE = 1 << 16
 _READ_MORE = 1 << 20
-_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)  # O_BINARY: Windows only
+# O_NONBLOCK: a FIFO put where a regular file was a moment ago cannot block the open (for regular files
+# it changes nothing); O_NOCTTY: nor can a terminal become this process's. O_BINARY: Windows only.
+_OPEN_FLAGS = (
+    os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+)
+_FILE_TYPES = (
+    (stat.S_ISDIR, "folder"),
+    (stat.S_ISFIFO, "fifo"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+    (stat.S_ISLNK, "symlink"),
+)
+_BYTES_LITERAL = re.compile(r"""b(['"]).*?(?<!\\)\1""")  # b'...' in a library's message: file content
 _EXIF_ORIENTATION = 274
 _UINT8 = np.dtype(np.uint8)  # a dtype object: numpy converts np.uint8 on every use, which shows per file
 
 
 class ImageProblem(ValueError):
-    """An image file that cannot be used; `reason` is one of the Reason codes, the message names the file."""
+    """An image file that cannot be used; `reason` is one of the Reason codes, the message names the file.
+
+    Messages never quote the file's content (a text file named .png may be a secret).
+    """
 
     def __init__(self, reason: Reason, message: str) -> None:
         super().__init__(message)
         self.reason: Reason = reason
+
+
+def not_regular(mode: int) -> str | None:
+    """Why a file of this ``st_mode`` cannot be read as an image ("not a regular file (fifo)"), or None
+    for a regular file. Reading a FIFO blocks until something writes to it; a device may never end."""
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in _FILE_TYPES if test(mode)), "special file")
+    return f"not a regular file ({kind})"
+
+
+def open_regular(path: str | os.PathLike[str], checked: bool = False) -> tuple[int, int]:
+    """A read-only descriptor on a regular file, and the file's size.
+
+    A FIFO, socket or device raises ImageProblem ("not_a_regular_file") from a stat, without being
+    opened. ``checked``: the caller has just seen that the path is a regular file (os.scandir's listing
+    tells for free), so that stat is left out; the descriptor's own fstat still checks.
+    """
+    if not checked:
+        _require_regular(os.stat(path).st_mode, path)
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError:
+        if checked:  # replaced since the caller looked (opening a socket fails): say what it is now
+            _require_regular(os.stat(path).st_mode, path)
+        raise
+    try:
+        info = os.fstat(fd)
+        _require_regular(info.st_mode, path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info.st_size
+
+
+def _require_regular(mode: int, path: str | os.PathLike[str]) -> None:
+    problem = not_regular(mode)
+    if problem is not None:
+        raise ImageProblem("not_a_regular_file", f"{os.fspath(path)}: {problem}")
+
+
+def _quote_safely(exc: BaseException) -> str:
+    """A library's error message without the bytes literals some of them quote from the file."""
+    return _BYTES_LITERAL.sub("<bytes>", str(exc))
 
 
 def file_extension(path: str) -> str:
@@ -210,10 +281,22 @@ def resize(
     target_size: tuple[int, int],
     interpolation: Interpolation = "bilinear",
     keep_aspect_ratio: bool = False,
+    name: str = "<array>",
 ) -> np.ndarray:
-    """Resize an (H, W, C) image to target_size (height, width); keep_aspect_ratio centre-crops first."""
+    """Resize an (H, W, C) image to target_size (height, width); keep_aspect_ratio centre-crops first.
+
+    An image too thin to hold a crop of that aspect (1x100 for a 2:1 target: the crop would be 0 rows)
+    raises ImageProblem ("too_small"); ``name`` says which file in its message.
+    """
     if keep_aspect_ratio:
-        image = center_crop_to_aspect(image, target_size)
+        cropped = center_crop_to_aspect(image, target_size)
+        if cropped.shape[0] == 0 or cropped.shape[1] == 0:
+            raise ImageProblem(
+                "too_small",
+                f"{name}: a {image.shape[0]}x{image.shape[1]} image is too thin for a centred crop with "
+                f"the aspect of target_size {target_size[0]}x{target_size[1]} (keep_aspect_ratio)",
+            )
+        image = cropped
     height, width = target_size
     if image.shape[:2] == (height, width):
         return image
@@ -246,7 +329,7 @@ def _pil_open(data: bytes, fmt: str, name: str) -> Image.Image:
     except Image.DecompressionBombError as exc:
         raise ImageProblem("too_large", f"{name}: {exc}") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageProblem("corrupt", f"{name}: {fmt} header cannot be read: {exc}") from exc
+        raise ImageProblem("corrupt", f"{name}: {fmt} header cannot be read: {_quote_safely(exc)}") from exc
 
 
 def _header(data: bytes, fmt: str, name: str) -> tuple[int, int, int]:
@@ -267,24 +350,47 @@ def _header(data: bytes, fmt: str, name: str) -> tuple[int, int, int]:
     return width, height, orientation
 
 
-def read_file(path: str | os.PathLike[str]) -> bytes:
-    """The whole content of a file.
+def read_file(path: str | os.PathLike[str], checked: bool = False, max_bytes: int | None = None) -> bytes:
+    """The whole content of a regular file; a FIFO, socket or device raises ImageProblem
+    ("not_a_regular_file") from a stat, without being opened.
 
-    Plain os.open/os.read: a buffered file object costs several microseconds more per file, which is
-    as much as the read itself for small images.
+    ``checked``: the caller has just seen that path is a regular file (os.scandir's listing tells for
+    free), so that stat is left out. ``max_bytes``: a larger file raises ImageProblem ("too_large")
+    before more than its first 64 KiB are read. Plain os.open/os.read: a buffered file object costs
+    several microseconds more per file, which is as much as the read itself for small images.
     """
-    fd = os.open(path, _OPEN_FLAGS)
+    if not checked:
+        _require_regular(os.stat(path).st_mode, path)
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError:
+        if checked:  # replaced since the caller looked (opening a socket fails): say what it is now
+            _require_regular(os.stat(path).st_mode, path)
+        raise
     try:
         data = os.read(fd, _READ_SIZE)
-        more = os.read(fd, _READ_SIZE)
-        if more:  # a large file: read on to its end
-            parts = [data, more]
-            while more := os.read(fd, _READ_MORE):
-                parts.append(more)
-            data = b"".join(parts)
+        if 0 < len(data) < _READ_SIZE:
+            more = os.read(fd, _READ_SIZE)
+            if not more and (max_bytes is None or len(data) <= max_bytes):
+                return data  # the common case: a small file, read whole without a stat
+            data += more
+        # Empty, large, or grown since its first read: fstat says whether it is a regular file (a FIFO
+        # put in its place since the caller looked reads as empty) and how much is left to read.
+        info = os.fstat(fd)
+        _require_regular(info.st_mode, path)
+        if max_bytes is not None and info.st_size > max_bytes:
+            raise ImageProblem(
+                "too_large", f"{os.fspath(path)}: file is {info.st_size} bytes, above {max_bytes}"
+            )
+        parts, total = [data], len(data)
+        while data and (more := os.read(fd, max(info.st_size + 1 - total, _READ_MORE))):
+            parts.append(more)
+            total += len(more)
+            if max_bytes is not None and total > max_bytes:
+                raise ImageProblem("too_large", f"{os.fspath(path)}: file grew above {max_bytes} bytes")
     finally:
         os.close(fd)
-    return data
+    return b"".join(parts) if len(parts) > 1 else data
 
 
 def decode_image(
@@ -327,7 +433,7 @@ def _decode(
     if not data:
         raise ImageProblem("empty", f"{name}: file is empty (0 bytes)")
     if fmt is None:
-        raise ImageProblem("not_an_image", f"{name}: content starts {data[:8]!r}, not a known image format")
+        raise ImageProblem("not_an_image", f"{name}: not an image (unknown format, {len(data)} bytes)")
     cut = _truncation(fmt, data)
     if cut is not None:
         raise ImageProblem("truncated", f"{name}: {cut} ({len(data)} bytes)")
@@ -339,6 +445,13 @@ def _decode(
             f"{name}: header declares {width}x{height} = {width * height} pixels, "
             f"above max_pixels={max_pixels}",
         )
+    most = _MOST_PIXELS_PER_BYTE.get(fmt)
+    if most is not None and width * height > most * len(data):
+        raise ImageProblem(
+            "too_large",
+            f"{name}: header declares {width}x{height} = {width * height} pixels, more than "
+            f"{len(data)} bytes of {fmt} can hold (at most {most} pixels a byte)",
+        )
     # IMREAD_UNCHANGED keeps 16 bits and alpha but ignores EXIF, which _orient applies below.
     image = cv2.imdecode(np.frombuffer(data, _UINT8), cv2.IMREAD_UNCHANGED)
     if image is None:
@@ -347,7 +460,8 @@ def _decode(
                 image = _decode_with_pillow(pil_image)
             except (OSError, SyntaxError, ValueError) as exc:
                 reason: Reason = "truncated" if "truncated" in str(exc).lower() else "corrupt"
-                raise ImageProblem(reason, f"{name}: {fmt} data cannot be decoded: {exc}") from exc
+                message = f"{name}: {fmt} data cannot be decoded: {_quote_safely(exc)}"
+                raise ImageProblem(reason, message) from exc
     if image.size == 0:
         raise ImageProblem("corrupt", f"{name}: decoded to an empty array of shape {image.shape}")
     image = _to_uint8(image, name)
@@ -355,7 +469,7 @@ def _decode(
         image = _orient(image, orientation)
     image = _convert_color(image, color_mode, name)
     if target_size is not None:
-        image = resize(image, tuple(target_size), interpolation, keep_aspect_ratio)
+        image = resize(image, tuple(target_size), interpolation, keep_aspect_ratio, name)
     return image if image.flags.c_contiguous else np.ascontiguousarray(image)
 
 

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import gzip
+import io
+import math
 import os
 import struct
+import zlib
+from typing import BinaryIO
 
 import numpy as np
+
+from pipeline.ingest.decode import open_regular
 
 # IDX type codes; all multi-byte values are big-endian.
 _IDX_DTYPES: dict[int, np.dtype] = {
@@ -18,51 +24,83 @@ _IDX_DTYPES: dict[int, np.dtype] = {
     0x0E: np.dtype(">f8"),
 }
 _GZIP_MAGIC = b"\x1f\x8b"
+# Deflate expands data at most 1032 times: a gzip stream of n bytes cannot hold more than this many
+# times n, so a header declaring more is refused before anything is allocated or decompressed.
+_DEFLATE_MOST_RATIO = 1032
+_GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
 
 
-def _read_bytes(path: str | os.PathLike[str]) -> bytes:
-    with open(path, "rb") as f:
-        raw = f.read()
-    if raw[:2] == _GZIP_MAGIC:
-        try:
-            return gzip.decompress(raw)
-        except (EOFError, gzip.BadGzipFile, OSError) as exc:
-            raise ValueError(f"IDX file {os.fspath(path)!r} is a damaged gzip stream: {exc}") from exc
-    return raw
+def _read_stream(stream: BinaryIO, name: str, size: int, compressed: bool) -> np.ndarray:
+    """The array an IDX stream holds. Its header is read first and checked against ``size``, the
+    stream's length (compressed: the most it can expand to), before the data is read into an array
+    of the declared shape; a stream longer than the header says is found by reading one byte more."""
+    magic = stream.read(4)
+    if len(magic) < 4:
+        raise ValueError(f"IDX file {name!r} is {len(magic)} bytes long, too short for the 4-byte magic")
+    code, ndim = magic[2], magic[3]
+    if magic[:2] != b"\x00\x00" or code not in _IDX_DTYPES:
+        raise ValueError(
+            f"IDX file {name!r} does not start with an IDX magic number: expected 0000 then a type code "
+            f"among {sorted(hex(c) for c in _IDX_DTYPES)} and the number of dimensions"
+        )
+    header_size = 4 + 4 * ndim
+    dims = stream.read(4 * ndim)
+    if len(dims) < 4 * ndim:
+        raise ValueError(
+            f"IDX file {name!r} declares {ndim} dimensions ({header_size} header bytes) "
+            f"but has {4 + len(dims)} bytes"
+        )
+    shape = struct.unpack(f">{ndim}I", dims)
+    dtype = _IDX_DTYPES[code]
+    expected = header_size + math.prod(shape) * dtype.itemsize  # Python ints: no overflow
+    if compressed and expected > _DEFLATE_MOST_RATIO * size:
+        raise ValueError(
+            f"IDX file {name!r} declares {shape} of {dtype.name} ({expected} bytes), more than its "
+            f"{size}-byte gzip stream can hold (at most {_DEFLATE_MOST_RATIO} times its size)"
+        )
+    if not compressed and expected != size:
+        state = "truncated" if size < expected else "longer than its header says"
+        raise ValueError(
+            f"IDX file {name!r} is {state}: header {shape} of {dtype.name} needs {expected} bytes, got {size}"
+        )
+    array = np.empty(shape, dtype)
+    view = memoryview(array.reshape(-1).view(np.uint8))
+    got = 0
+    while got < len(view) and (n := stream.readinto(view[got:])):
+        got += n
+    declared = f"header {shape} of {dtype.name} needs {expected} bytes"
+    if got < len(view):
+        raise ValueError(f"IDX file {name!r} is truncated: {declared}, got {header_size + got}")
+    if stream.read(1):  # one byte past the declared end: the rest is never decompressed
+        raise ValueError(f"IDX file {name!r} is longer than its header says: {declared}")
+    if dtype.byteorder == ">" and np.little_endian:  # swapped in place: no second copy of the data
+        array = array.byteswap(inplace=True).view(dtype.newbyteorder("="))
+    return array
 
 
 def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     """Parse the uncompressed bytes of an IDX file; `name` only appears in error messages."""
-    if len(data) < 4:
-        raise ValueError(f"IDX file {name!r} is {len(data)} bytes long, too short for the 4-byte magic")
-    zero, code, ndim = data[:2], data[2], data[3]
-    if zero != b"\x00\x00" or code not in _IDX_DTYPES:
-        raise ValueError(
-            f"IDX file {name!r} has magic {data[:4].hex()}; expected 0000 then a type code among "
-            f"{sorted(hex(c) for c in _IDX_DTYPES)} and the number of dimensions"
-        )
-    header_size = 4 + 4 * ndim
-    if len(data) < header_size:
-        raise ValueError(
-            f"IDX file {name!r} declares {ndim} dimensions ({header_size} header bytes) "
-            f"but has {len(data)} bytes"
-        )
-    shape = struct.unpack(f">{ndim}I", data[4:header_size])
-    dtype = _IDX_DTYPES[code]
-    expected = header_size + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if len(data) != expected:
-        state = "truncated" if len(data) < expected else "longer than its header says"
-        raise ValueError(
-            f"IDX file {name!r} is {state}: header {shape} of {dtype.name} needs {expected} bytes, "
-            f"got {len(data)}"
-        )
-    array = np.frombuffer(data, dtype=dtype, offset=header_size).reshape(shape)
-    return array.astype(dtype.newbyteorder("="))
+    return _read_stream(io.BytesIO(data), name, len(data), compressed=False)
 
 
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an IDX file into a native-endian array of its declared shape and type."""
-    return parse_idx(_read_bytes(path), os.fspath(path))
+    """Read an IDX file into a native-endian array of its declared shape and type.
+
+    A gzip file is decompressed as it is read, never beyond what its header declares; a FIFO or
+    device raises ImageProblem (a ValueError) without being opened.
+    """
+    name = os.fspath(path)
+    fd, size = open_regular(path)
+    with os.fdopen(fd, "rb") as raw:
+        if raw.read(2) != _GZIP_MAGIC:
+            raw.seek(0)
+            return _read_stream(raw, name, size, compressed=False)
+        raw.seek(0)
+        try:
+            with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
+                return _read_stream(stream, name, size, compressed=True)
+        except _GZIP_ERRORS as exc:
+            raise ValueError(f"IDX file {name!r} is a damaged gzip stream: {exc}") from exc
 
 
 def load_idx_dataset(

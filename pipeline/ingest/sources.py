@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
+import errno
 import importlib
 import os
+import stat
+from array import array
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple, TextIO
 
 import numpy as np
 
-from pipeline.ingest.decode import file_extension
+from pipeline.ingest.decode import file_extension, not_regular
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp", ".gif"})
 
@@ -43,29 +49,183 @@ class Sample:
     labels: tuple[str, ...]
 
 
-def _image_files(folder: str, follow_links: bool) -> list[str]:
-    """Paths of the image files at any depth under folder, unsorted; unreadable folders are skipped.
+class Skipped(NamedTuple):
+    """Something under a class-folder root that a scan leaves out, and why.
 
-    os.scandir's entries know their type from the listing itself, so no file costs a stat call (an
-    lstat per file to spot links was as costly as the rest of the scan).
+    ``path`` is relative to the root; a folder's ends with a separator, and ``*.txt`` stands for every
+    file of that extension. ``reason`` is a code (symlink_not_followed, symlink_loop, dangling_symlink,
+    unreadable_folder, unreadable, not_a_regular_file, not_in_a_class_folder, no_images,
+    not_an_image_extension); ``message`` says it in words and never quotes a file's content.
     """
-    found: list[str] = []
-    pending = [folder]
-    while pending:
+
+    path: str
+    reason: str
+    message: str
+
+
+class FolderScan(NamedTuple):
+    """What a class-folder tree holds: (class, its image paths sorted) by class, and what was left out."""
+
+    classes: list[tuple[str, list[str]]]
+    skipped: list[Skipped]
+
+
+# Files of other extensions (notes, CSVs, .DS_Store) are common beside images: listing each would bury
+# what matters, so each extension is summed up in one entry, with its count and its first few names.
+_EXAMPLES = 3
+
+
+class _Walk:
+    """One scan of a class-folder tree: the image files found, and everything left out with its reason.
+
+    os.scandir's entries know their type from the listing itself, so a regular file or a folder costs
+    no stat call (an lstat per file to spot links was as costly as the rest of the scan); symlinks,
+    FIFOs, sockets and devices are rare and may cost one. Following links, each folder costs a stat, to
+    find a link that leads back to a folder it is in.
+    """
+
+    def __init__(self, root: str, follow_links: bool) -> None:
+        self.cut = len(os.path.join(root, ""))
+        self.follow_links = follow_links
+        self.skipped: list[Skipped] = []
+        self.other_counts: dict[str, int] = {}  # extension -> files left out
+        self.other_names: dict[str, list[str]] = {}  # extension -> its first few files, by name
+        self.top: dict[tuple[int, int], str] = {}  # (device, inode) -> path of the root, when following
+        if follow_links:
+            info = os.stat(root)
+            self.top[info.st_dev, info.st_ino] = root
+
+    def skip(self, path: str, reason: str, message: str) -> None:
+        self.skipped.append(Skipped(path[self.cut :], reason, message))
+
+    def other(self, path: str, ext: str) -> None:
+        self.other_counts[ext] = self.other_counts.get(ext, 0) + 1
+        names = self.other_names.setdefault(ext, [])
+        names.append(path[self.cut :])
+        if len(names) > _EXAMPLES:
+            names.sort()
+            names.pop()
+
+    def place(self, entry: os.DirEntry[str], files: list[str], folders: list[str]) -> None:
+        """Put an entry in ``files`` (an image file) or ``folders``, or list why it is left out."""
+        if entry.is_file(follow_symlinks=False):  # a regular file, from the listing: the common case
+            ext = file_extension(entry.name)
+            if ext in IMAGE_EXTENSIONS:
+                files.append(entry.path)
+            else:
+                self.other(entry.path, ext)
+        elif entry.is_dir(follow_symlinks=False):
+            folders.append(entry.path)
+        else:
+            self._place_odd(entry, files, folders)
+
+    def _place_odd(self, entry: os.DirEntry[str], files: list[str], folders: list[str]) -> None:
+        link = entry.is_symlink()
+        if link and not self.follow_links:
+            self.skip(entry.path, "symlink_not_followed", "symlink not followed (follow_links is off)")
+            return
         try:
-            entries = os.scandir(pending.pop())
-        except OSError:
-            continue  # as os.walk does
-        with entries:
-            for entry in entries:
-                if not follow_links and entry.is_symlink():
+            mode = entry.stat(follow_symlinks=link).st_mode  # a link's target
+        except OSError as err:
+            self.skip(entry.path, *_stat_problem(err, link))
+            return
+        ext = file_extension(entry.name)
+        if stat.S_ISDIR(mode):
+            folders.append(entry.path)
+        elif ext not in IMAGE_EXTENSIONS:
+            self.other(entry.path, ext)
+        elif stat.S_ISREG(mode):
+            files.append(entry.path)
+        else:  # a FIFO would block the read, a device might never end: named from the stat, never opened
+            self.skip(entry.path, "not_a_regular_file", not_regular(mode) or "")
+
+    def images(self, folder: str) -> list[str] | None:
+        """Image paths at any depth under folder, unsorted; None when folder itself cannot be read."""
+        found: list[str] = []
+        pending = [(folder, self.top)]
+        while pending:
+            path, above = pending.pop()
+            if self.follow_links:
+                try:
+                    info = os.stat(path)
+                except OSError as err:
+                    self.skip(path + os.sep, "unreadable_folder", f"unreadable folder: {err.strerror}")
                     continue
-                if entry.is_dir():
-                    pending.append(entry.path)
+                key = (info.st_dev, info.st_ino)
+                if key in above:
+                    back = above[key][self.cut :]
+                    where = f"the folder {back}{os.sep}" if back else "the root folder"
+                    self.skip(path, "symlink_loop", f"symlink loop: leads back to {where}")
+                    if path == folder:
+                        return None
                     continue
-                if file_extension(entry.name) in IMAGE_EXTENSIONS:
-                    found.append(entry.path)
-    return found
+                above = {**above, key: path}
+            folders: list[str] = []
+            try:
+                with os.scandir(path) as entries:
+                    for entry in entries:
+                        self.place(entry, found, folders)
+            except OSError as err:
+                self.skip(path + os.sep, "unreadable_folder", f"unreadable folder: {err.strerror}")
+                if path == folder:
+                    return None
+            pending += [(sub, above) for sub in folders]
+        return found
+
+    def left_out(self) -> list[Skipped]:
+        """Everything listed as left out, by path, then one entry per extension of the other files."""
+        summary = []
+        for ext in sorted(self.other_counts):
+            count, names = self.other_counts[ext], sorted(self.other_names[ext])
+            more = f" and {count - len(names)} more" if count > len(names) else ""
+            kind = f"{ext!r} is not an image extension" if ext else "no extension"
+            summary.append(Skipped(
+                f"*{ext}" if ext else "*(no extension)", "not_an_image_extension",
+                f"{count} file{'s' if count > 1 else ''} left out, {kind}: {', '.join(names)}{more}",
+            ))  # fmt: skip
+        return sorted(self.skipped) + summary
+
+
+def _stat_problem(err: OSError, link: bool) -> tuple[str, str]:
+    if link and err.errno == errno.ELOOP:
+        return "symlink_loop", "symlink loop: its target leads back to itself"
+    if link and err.errno == errno.ENOENT:
+        return "dangling_symlink", "dangling symlink: its target does not exist"
+    return "unreadable", f"unreadable: {err.strerror}"
+
+
+def scan_folders(root: str | os.PathLike[str], follow_links: bool = False) -> FolderScan:
+    """The class folders under root and their image files, and every file, folder and symlink left out.
+
+    Files in nested subfolders belong to their first-level folder; extensions are case-insensitive.
+    Left out, each listed with its reason: symlinks (unless follow_links; then loops and dangling ones),
+    unreadable folders, class folders without images, FIFOs, sockets and devices, image files beside
+    the class folders; files of other extensions are summed up per extension.
+    """
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"class-folder root {os.fspath(root)!r} does not exist or is not a folder")
+    top = os.fspath(root)
+    walk = _Walk(top, follow_links)
+    loose: list[str] = []
+    class_dirs: list[str] = []
+    with os.scandir(top) as entries:
+        for entry in sorted(entries, key=lambda e: e.name):
+            walk.place(entry, loose, class_dirs)
+    for path in loose:
+        walk.skip(path, "not_in_a_class_folder", "image file beside the class folders, not in one")
+    classes = []
+    for folder in class_dirs:
+        paths = walk.images(folder)
+        if paths:
+            classes.append((os.path.basename(folder), sorted(paths)))
+        elif paths is not None:
+            walk.skip(folder + os.sep, "no_images", "class folder holds no image files")
+    if not classes:
+        raise ValueError(
+            f"no images under {os.fspath(root)!r} in {len(class_dirs)} class folders; "
+            f"looked for extensions {sorted(IMAGE_EXTENSIONS)}"
+        )
+    return FolderScan(classes, walk.left_out())
 
 
 def class_folder_files(
@@ -74,21 +234,9 @@ def class_folder_files(
     """(class, its image paths sorted) for each first-level folder of root that holds images, by class.
 
     Files in nested subfolders belong to their first-level folder; extensions are case-insensitive.
+    scan_folders also says what was left out.
     """
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"class-folder root {os.fspath(root)!r} does not exist or is not a folder")
-    with os.scandir(root) as entries:
-        class_dirs = sorted(
-            (e for e in entries if e.is_dir() and (follow_links or not e.is_symlink())), key=lambda e: e.name
-        )
-    found = [(d.name, sorted(_image_files(d.path, follow_links))) for d in class_dirs]
-    found = [(name, paths) for name, paths in found if paths]
-    if not found:
-        raise ValueError(
-            f"no images under {os.fspath(root)!r} in {len(class_dirs)} class folders; "
-            f"looked for extensions {sorted(IMAGE_EXTENSIONS)}"
-        )
-    return found
+    return scan_folders(root, follow_links).classes
 
 
 def scan_class_folders(root: str | os.PathLike[str], follow_links: bool = False) -> list[Sample]:
@@ -99,52 +247,264 @@ def scan_class_folders(root: str | os.PathLike[str], follow_links: bool = False)
     return [Sample(path, (name,)) for name, paths in class_folder_files(root, follow_links) for path in paths]
 
 
+# How many rows or label sets one message lists before it says how many more there are: a manifest
+# that repeats one file a million times still gets a one-line message.
+_LISTED = 10
+
+
+@dataclass(frozen=True)
+class LeftOutRows:
+    """Rows of a manifest that name one file and are not used: ``reason`` is empty_label,
+    conflicting_labels (the file is left out) or duplicate_rows (the file is used once, from its
+    first row); ``message`` names the manifest, the rows and the labels."""
+
+    path: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a CSV manifest lists: the files to use with their labels, and the rows left out."""
+
+    root: str  # the manifest's folder, resolved
+    labels: dict[str, tuple[str, ...]]  # resolved path -> its labels, in the order of first rows
+    left_out: list[LeftOutRows]
+
+    @property
+    def samples(self) -> list[Sample]:
+        return [Sample(path, labels) for path, labels in self.labels.items()]
+
+    def key(self, path: str) -> str:
+        """``path`` relative to the manifest's folder (starting with ``..`` if it is outside it)."""
+        prefix = self.root.rstrip(os.sep) + os.sep  # os.path.join(root, ""), in a third of the time
+        return path[len(prefix) :] if path.startswith(prefix) else os.path.relpath(path, self.root)
+
+
 def read_manifest(
     csv_path: str | os.PathLike[str],
     path_column: str = "path",
     label_column: str = "label",
     label_separator: str = " ",
     allow_outside_root: bool = False,
-) -> list[Sample]:
-    """Samples listed in a CSV manifest; relative paths are resolved against the manifest's folder.
+) -> Manifest:
+    """The files a CSV manifest lists and their labels; relative paths are resolved against its folder.
 
-    A label cell holding several labels separated by `label_separator` gives a multi-label Sample.
-    Absolute paths and paths that leave the manifest's folder are refused unless allow_outside_root,
-    so a shared manifest cannot make the pipeline read arbitrary files.
+    The manifest is UTF-8 (a BOM is accepted) with exactly the columns ``path_column`` and
+    ``label_column``, in either order. A label cell holding several labels separated by
+    ``label_separator`` (any whitespace for " ") makes a multi-label file; labels are sorted. Rows
+    are grouped by the file they name, after resolving ``.``, ``..`` and symlinks: a file with no label
+    or with different labels in its rows is left out, and rows that repeat one are listed (see
+    LeftOutRows). Absolute paths and paths that leave the folder are refused unless
+    allow_outside_root, so that a shared manifest cannot make the pipeline read arbitrary files.
+    Anything else wrong (columns, a row's field count, a NUL, bytes that are not UTF-8, a field
+    over csv's size limit, no rows) raises ValueError naming the manifest and the row or line.
     """
-    csv_file = Path(csv_path)
-    root = csv_file.parent.resolve()
-    with open(csv_file, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        columns = reader.fieldnames or []
-        missing = [c for c in (path_column, label_column) if c not in columns]
-        if missing:
-            raise ValueError(
-                f"manifest {os.fspath(csv_path)!r} lacks columns {missing}; found columns {columns}"
-            )
-        rows = list(reader)
-    samples: list[Sample] = []
+    name = os.fspath(csv_path)
+    root = os.path.realpath(os.path.dirname(os.path.abspath(name)))
+    inside = os.path.join(root, "")
+    resolve = _resolver(root)
+    files: dict[str, tuple[str, ...]] = {}  # resolved path -> labels of its first row
+    first_rows = array("L")  # the row of each file of ``files``, in the same order
+    repeats: dict[str, list[int]] = {}  # path -> its rows after the first (up to _LISTED of them)
+    repeat_count: dict[str, int] = {}
+    conflicts: dict[str, list[tuple[str, ...]]] = {}  # path -> its distinct labels (up to _LISTED + 1)
     outside: list[str] = []
-    # Row numbers count the header as row 1, as a spreadsheet shows them.
-    for row_number, row in enumerate(rows, start=2):
-        raw_path = (row[path_column] or "").strip()
-        if not raw_path:
-            raise ValueError(
-                f"manifest {os.fspath(csv_path)!r} row {row_number} has an empty {path_column!r}"
-            )
-        given = Path(raw_path)
-        resolved = (root / given).resolve()
-        if not allow_outside_root and (given.is_absolute() or not resolved.is_relative_to(root)):
-            outside.append(f"row {row_number}: {raw_path}")
-        labels = tuple(label for label in (row[label_column] or "").split(label_separator) if label)
-        samples.append(Sample(os.fspath(resolved), labels))
-    if outside:
+    outside_count = 0
+    parsed: dict[str, tuple[str, ...]] = {}  # label cell -> labels: one tuple per distinct cell
+    number = 0  # the row being read, counted as a spreadsheet shows them: the header is row 1
+    try:
+        with _open_manifest(name) as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            number = 1
+            path_at, label_at, width = _manifest_columns(name, header, path_column, label_column)
+            for number, row in enumerate(reader, start=2):  # number: read by the except clauses
+                if len(row) != width:
+                    if not row:
+                        continue  # a blank line
+                    hint = ": quote a path or label that holds a comma" if len(row) > width else ""
+                    raise ValueError(
+                        f"manifest {name!r} row {number} has {len(row)} field{'s' * (len(row) > 1)} but "
+                        f"its header has {width}{hint}"
+                    )
+                raw = row[path_at].strip()
+                cell = row[label_at]
+                if not raw:
+                    raise ValueError(f"manifest {name!r} row {number} has an empty {path_column!r}")
+                if "\0" in raw or "\0" in cell:
+                    raise ValueError(
+                        f"manifest {name!r} row {number} holds a NUL character: is it a text file?"
+                    )
+                labels = parsed.get(cell)
+                if labels is None:
+                    labels = parsed[cell] = _split_labels(cell, label_separator)
+                path = resolve(raw)
+                if not allow_outside_root and (not path.startswith(inside) or raw.startswith(os.sep)):
+                    outside_count += 1
+                    if outside_count <= _LISTED:
+                        outside.append(f"row {number}: {_shorten(raw)}")
+                    continue
+                seen = files.get(path)
+                if seen is None:
+                    files[path] = labels
+                    first_rows.append(number)
+                    continue
+                count = repeat_count[path] = repeat_count.get(path, 0) + 1
+                if count <= _LISTED:
+                    repeats.setdefault(path, []).append(number)
+                if labels != seen:
+                    distinct = conflicts.setdefault(path, [seen])
+                    if labels not in distinct and len(distinct) <= _LISTED:
+                        distinct.append(labels)
+    except UnicodeDecodeError:
         raise ValueError(
-            f"manifest {os.fspath(csv_path)!r} has {len(outside)} paths outside its folder "
-            f"{os.fspath(root)!r} "
-            f"(pass allow_outside_root=True to accept them): {'; '.join(outside)}"
+            f"manifest {name!r} is not UTF-8 at {_undecodable(name)}: save it as UTF-8"
+        ) from None
+    except csv.Error as err:
+        if str(err).startswith("field larger than field limit"):
+            problem = (
+                f"has a field over {csv.field_size_limit():,} characters, the most a field may hold "
+                "(an unclosed quote makes one field of the rest of the file)"
+            )
+        else:
+            problem = f"is not valid CSV: {err}"
+        raise ValueError(f"manifest {name!r} row {number + 1} {problem}") from None
+    if outside_count:
+        more = f"; and {outside_count - _LISTED} more" if outside_count > _LISTED else ""
+        raise ValueError(
+            f"manifest {name!r} has {outside_count} path{'s' * (outside_count > 1)} outside its folder "
+            f"{root!r} (--allow-outside-root, or allow_outside_root=True, accepts them): "
+            f"{'; '.join(outside)}{more}"
         )
-    return samples
+    if not files:
+        raise ValueError(f"manifest {name!r} has no rows under its header")
+    if not (repeats or any(not labels for labels in parsed.values())):
+        return Manifest(root, files, [])  # the common case: every file once, with labels
+    kept: dict[str, tuple[str, ...]] = {}
+    left_out: list[LeftOutRows] = []
+    for first, (path, labels) in zip(first_rows, files.items(), strict=True):
+        rows = _rows_text(first, repeats.get(path, []), repeat_count.get(path, 0))
+        if path in conflicts:
+            shown = ", ".join(repr(label_separator.join(labs)) for labs in conflicts[path][:_LISTED])
+            more = " and others" if len(conflicts[path]) > _LISTED else ""
+            left_out.append(LeftOutRows(
+                path, "conflicting_labels", f"{name} {rows} give it different labels: {shown}{more}"
+            ))  # fmt: skip
+        elif not labels:
+            left_out.append(LeftOutRows(path, "empty_label", f"{name} {rows}: the {label_column!r} is empty"))
+        else:
+            kept[path] = labels
+            if path in repeats:
+                again = _rows_text(None, repeats[path], repeat_count[path])
+                left_out.append(LeftOutRows(
+                    path, "duplicate_rows", f"{name} {again} repeat row {first}: the file is used once"
+                ))  # fmt: skip
+    return Manifest(root, kept, left_out)
+
+
+def _open_manifest(name: str) -> TextIO:
+    """The manifest opened for csv.reader; something else than a file is refused without a read,
+    which on a FIFO named .csv would wait forever."""
+    fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens at once this way
+    try:
+        problem = not_regular(os.fstat(fd).st_mode)
+        if problem:
+            raise ValueError(f"manifest {name!r} is {problem}")
+        os.set_blocking(fd, True)
+        return open(fd, newline="", encoding="utf-8-sig")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _manifest_columns(
+    name: str, header: list[str] | None, path_column: str, label_column: str
+) -> tuple[int, int, int]:
+    """Where the path and label columns are in a manifest's header row, and how many columns it has."""
+    if header is None:
+        raise ValueError(
+            f"manifest {name!r} is empty: expected a header row with the columns "
+            f"{path_column!r} and {label_column!r}"
+        )
+    columns = [c.strip() for c in header]
+    missing = [c for c in (path_column, label_column) if c not in columns]
+    if missing:
+        raise ValueError(f"manifest {name!r} header row lacks columns {missing}; found columns {columns}")
+    twice = sorted({c for c in columns if columns.count(c) > 1})
+    unknown = [c for c in columns if c not in (path_column, label_column)]
+    if twice or unknown:
+        what = f"names {twice} twice" if twice else f"has the unknown columns {unknown}"
+        raise ValueError(
+            f"manifest {name!r} header row {what}: a manifest has exactly the columns "
+            f"{path_column!r} and {label_column!r}"
+        )
+    return columns.index(path_column), columns.index(label_column), len(columns)
+
+
+def _split_labels(cell: str, separator: str) -> tuple[str, ...]:
+    parts = cell.split() if separator == " " else [part.strip() for part in cell.split(separator)]
+    return tuple(sorted(set(parts) - {""}))
+
+
+def _resolver(root: str) -> Callable[[str], str]:
+    """os.path.realpath(os.path.join(root, path)) for a manifest's paths, each folder resolved and listed
+    once: realpath makes a system call for every part of the whole path (a million rows took 30 s),
+    and a folder's listing tells which of its files are symlinks, to resolve too, without a stat each."""
+    folders: dict[str, tuple[str, frozenset[str] | None]] = {}
+    join, islink, realpath, sep = os.path.join, os.path.islink, os.path.realpath, os.sep
+
+    def resolve(raw: str) -> str:
+        cut = raw.rfind(sep) + 1
+        name = raw[cut:]
+        if name in ("", ".", ".."):
+            return realpath(join(root, raw))
+        known = folders.get(raw[:cut])
+        if known is None:
+            real = realpath(join(root, raw[:cut]))
+            known = folders[raw[:cut]] = (join(real, ""), _symlinks_in(real))
+        prefix, links = known
+        if links is None:  # a folder that cannot be listed
+            return realpath(prefix + name) if islink(prefix + name) else prefix + name
+        return realpath(prefix + name) if name in links else prefix + name
+
+    return resolve
+
+
+def _symlinks_in(folder: str) -> frozenset[str] | None:
+    """The names of the symlinks in a folder, from its listing; None if it cannot be listed."""
+    try:
+        with os.scandir(folder) as entries:
+            return frozenset(entry.name for entry in entries if entry.is_symlink())
+    except (FileNotFoundError, NotADirectoryError):
+        return frozenset()  # no folder: no file in it, and no link
+    except OSError:
+        return None
+
+
+def _rows_text(first: int | None, later: list[int], count: int) -> str:
+    """A file's rows as "rows 2, 7 and 3 more": its first row, later rows listed, how many later rows."""
+    rows = ([first] if first is not None else []) + later
+    more = f" and {count - len(later):,} more" if count > len(later) else ""
+    return f"row{'s' if len(rows) > 1 or more else ''} {', '.join(map(str, rows))}{more}"
+
+
+def _undecodable(name: str) -> str:
+    """Where a manifest stops being UTF-8, found by reading it again as bytes (on this error only)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1
+    with open(name, "rb") as f:
+        while piece := f.readline(1 << 16):  # bounded: a file may have no line breaks
+            try:
+                decoder.decode(piece)
+            except UnicodeDecodeError as err:
+                return f"line {line} (byte 0x{err.object[err.start]:02x})"
+            line += piece.endswith(b"\n")
+    return "its end (a character cut short)"
+
+
+def _shorten(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 20]}... ({len(text):,} characters)"
 
 
 def _pick_key(
