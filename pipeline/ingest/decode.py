@@ -103,13 +103,9 @@ def not_regular(mode: int) -> str | None:
     return f"not a regular file ({kind})"
 
 
-def open_regular(path: str | os.PathLike[str], checked: bool = False) -> tuple[int, int]:
-    """A read-only descriptor on a regular file, and the file's size.
-
-    A FIFO, socket or device raises ImageProblem ("not_a_regular_file") from a stat, without being
-    opened. ``checked``: the caller has just seen that the path is a regular file (os.scandir's listing
-    tells for free), so that stat is left out; the descriptor's own fstat still checks.
-    """
+def _open_checked(path: str | os.PathLike[str], checked: bool) -> int:
+    """A non-blocking read-only descriptor on ``path``, refusing a non-regular file from a stat first
+    (left out when ``checked``: the caller has just seen a regular file)."""
     if not checked:
         _require_regular(os.stat(path).st_mode, path)
     try:
@@ -118,6 +114,17 @@ def open_regular(path: str | os.PathLike[str], checked: bool = False) -> tuple[i
         if checked:  # replaced since the caller looked (opening a socket fails): say what it is now
             _require_regular(os.stat(path).st_mode, path)
         raise
+    return fd
+
+
+def open_regular(path: str | os.PathLike[str], checked: bool = False) -> tuple[int, int]:
+    """A read-only descriptor on a regular file, and the file's size.
+
+    A FIFO, socket or device raises ImageProblem ("not_a_regular_file") from a stat, without being
+    opened. ``checked``: the caller has just seen that the path is a regular file (os.scandir's listing
+    tells for free), so that stat is left out; the descriptor's own fstat still checks.
+    """
+    fd = _open_checked(path, checked)
     try:
         info = os.fstat(fd)
         _require_regular(info.st_mode, path)
@@ -359,14 +366,7 @@ def read_file(path: str | os.PathLike[str], checked: bool = False, max_bytes: in
     before more than its first 64 KiB are read. Plain os.open/os.read: a buffered file object costs
     several microseconds more per file, which is as much as the read itself for small images.
     """
-    if not checked:
-        _require_regular(os.stat(path).st_mode, path)
-    try:
-        fd = os.open(path, _OPEN_FLAGS)
-    except OSError:
-        if checked:  # replaced since the caller looked (opening a socket fails): say what it is now
-            _require_regular(os.stat(path).st_mode, path)
-        raise
+    fd = _open_checked(path, checked)
     try:
         data = os.read(fd, _READ_SIZE)
         if 0 < len(data) < _READ_SIZE:
