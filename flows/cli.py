@@ -1,4 +1,10 @@
-"""The ``augpipe`` command line."""
+"""The ``augpipe`` command line.
+
+Without PREFECT_API_URL (and without ``--prefect``), ``prepare``, ``preview``, ``train`` and ``run``
+call the library in this process: no Prefect is imported and nothing is recorded but the results.
+With a configured API, or ``--prefect``, they run as the service's flows and the server records them.
+The work is the same code either way (pipeline/); only how it is started differs.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import logging
 import os
 import re
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,22 +33,52 @@ from rich.progress import (
 )
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperGroup
 
-from pipeline.config import AugmentConfig, ConfigError
+from pipeline.config import AugmentConfig, did_you_mean
+from pipeline.errors import AugpipeError, ConfigError
 
 if TYPE_CHECKING:
     from pipeline.prepare import PrepareResult
+    from pipeline.training import TrainResult
+
+USAGE_ERROR = 2  # the exit status of every expected mistake, Typer's own checks included
+
+
+class _Commands(TyperGroup):
+    """Typer's group, with its usage errors (``--epochs 0``, an unknown option, a missing argument)
+    printed as the commands print theirs: one ``error:`` line, exit status 2, instead of a box."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        try:
+            status = super().main(*args, standalone_mode=False, **kwargs)
+        except typer.Abort:
+            sys.exit(1)
+        except typer.TyperException as err:  # Click's exceptions, as Typer vendors them
+            context = getattr(err, "ctx", None)
+            where = f" (see `{context.command_path} --help`)" if context is not None else ""
+            message = err.format_message() if hasattr(err, "format_message") else str(err)
+            _print_error(f"{message}{where}")
+            sys.exit(getattr(err, "exit_code", USAGE_ERROR))
+        if not standalone_mode:
+            return status
+        sys.exit(status if isinstance(status, int) else 0)
+
 
 app = typer.Typer(
     help="augpipe: Keras ImageDataGenerator-faithful augmentation on OpenCV, reproducible per sample.",
     no_args_is_help=False,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=_Commands,
 )
 # No emoji codes: ":x:" in a file name or message is text. Data (file names, classes, paths, messages)
 # goes into tables and lines as Text or escaped, never as markup: a file named "[/red].png" crashed
-# the summary after the version was written.
+# the summary after the version was written. Paths are printed on lines of their own with soft_wrap,
+# never in table cells: a table cuts or folds them at the terminal's width, and at 80 columns when
+# the output goes to a file or a pipe, which is how jobs are logged.
 console = Console(emoji=False)
+errors = Console(emoji=False, stderr=True)
 
 
 def _text(value: object) -> Text:
@@ -49,9 +86,53 @@ def _text(value: object) -> Text:
     return Text(str(value))
 
 
+def _print_error(message: str) -> None:
+    errors.print(Text.assemble(("error:", "bold red"), " ", " ".join(message.split())), soft_wrap=True)
+
+
 def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
-    raise typer.Exit(code=2)
+    _print_error(message)
+    raise typer.Exit(code=USAGE_ERROR)
+
+
+def _plural(count: int, noun: str, plural: str | None = None) -> str:
+    return f"{count:,} {noun if count == 1 else plural or noun + 's'}"
+
+
+def _path_lines(paths: dict[str, object]) -> None:
+    """``name: path`` lines, each path whole: no wrapping, no markup."""
+    width = max((len(name) for name in paths), default=0) + 1
+    for name, path in paths.items():
+        console.print(Text(f"  {name + ':':<{width}} {path}"), soft_wrap=True)
+
+
+# ---- how a command runs: in-process, or as Prefect flows -------------------------------------------
+PrefectOption = Annotated[
+    bool,
+    typer.Option(
+        "--prefect",
+        help="Run as Prefect flows: recorded on PREFECT_API_URL's server (without one, on a temporary "
+        "local API that ends with the command). Default: only when PREFECT_API_URL is set.",
+    ),
+]
+VerboseOption = Annotated[
+    bool, typer.Option("--verbose", help="Show Prefect's flow and task logs and TensorFlow's start-up lines.")
+]
+
+
+def _as_flows(prefect: bool) -> bool:
+    """Whether the command runs as Prefect flows: asked with --prefect, or a Prefect API configured."""
+    if prefect:
+        return True
+    from flows.doctor import configured_api_url
+
+    return configured_api_url() is not None
+
+
+def _quiet_tensorflow(verbose: bool) -> None:
+    """TensorFlow's C++ start-up lines only with --verbose (pipeline.tf_import drops them otherwise);
+    set before anything imports TensorFlow, and inherited by worker processes."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
 
 
 def _prefect_defaults(verbose: bool = True) -> None:
@@ -59,7 +140,6 @@ def _prefect_defaults(verbose: bool = True) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry over the network
     # The embedded server shares the machine with the work: on 2 busy cores it needs more than 20 s.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if not verbose:  # also keeps the embedded server's start and stop lines out of the summary
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
         # The embedded server is stopped with events still queued about 1 run in 3, and its services
@@ -80,6 +160,58 @@ def _quiet_prefect(verbose: bool) -> Iterator[None]:
         yield
     finally:
         prefect_logger.setLevel(level)
+
+
+@contextmanager
+def _progress_bar(description: str) -> Iterator[Progress]:
+    """A bar in a terminal (gone when it ends: the lines printed meanwhile stay); nothing when piped."""
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    ) as progress:
+        progress.add_task(description, total=None)
+        yield progress
+
+
+class _Display:
+    """What a long command shows while it works: a line per stage and per epoch (in a terminal and
+    in a log alike), and in a terminal a bar for the chunks or batches under way."""
+
+    def __init__(self, progress: Progress, total_epochs: int | None = None):
+        self.progress, self.total_epochs = progress, total_epochs
+        self.bar = progress.task_ids[0]
+
+    def stage(self, number: int, name: str) -> None:
+        from pipeline.job import STAGES
+
+        self.line(f"[{number}/{len(STAGES)}] {name}")
+        self.progress.update(self.bar, description=name, completed=0, total=None)
+
+    def line(self, text: str) -> None:
+        self.progress.console.print(Text(text), soft_wrap=True)
+
+    def chunk(self, done: int, total: int) -> None:
+        self.progress.update(self.bar, description="decoding chunks", completed=done, total=total)
+
+    def step(self, step: int, steps: int) -> None:
+        self.progress.update(self.bar, completed=step, total=steps)
+
+    def epoch(self, row: dict[str, Any]) -> None:
+        from pipeline.tracking import epoch_line
+
+        self.line(epoch_line(row, self.total_epochs))
+        if self.total_epochs is None or row["epoch"] < self.total_epochs:
+            next_epoch = row["epoch"] + 1
+            of = f" of {self.total_epochs}" if self.total_epochs else ""
+            self.progress.update(self.bar, description=f"epoch {next_epoch}{of}", completed=0, total=None)
+        else:
+            self.progress.update(self.bar, description="evaluating", completed=0, total=None)
 
 
 # A command that SIGTERM or SIGINT has not ended after this long exits at once.
@@ -135,37 +267,52 @@ def run(
     model: Annotated[
         str, typer.Option(help="The convnet to train (see `augpipe models`).")
     ] = "fashion_convnet",
-    verbose: Annotated[bool, typer.Option("--verbose", help="Show Prefect's flow and task logs.")] = False,
+    prefect: PrefectOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Run the whole service on the embedded default (scikit-learn's bundled digits): prepare,
     preview, train a small convnet, record its metrics, and print where each result is."""
-    _prefect_defaults(verbose)
+    _quiet_tensorflow(verbose)
     try:
         cfg = AugmentConfig.from_yaml(config) if config else None
         import models
 
-        models.default_input_shape(model)  # an unknown model fails here, before Prefect starts
-        from flows.run import run as run_job
+        if model not in models.names():  # an unknown model fails here, before any work
+            raise ConfigError(
+                f"--model: unknown model {model!r}{did_you_mean(model, models.names())}; "
+                f"the models are: {', '.join(models.names())}"
+            )
+        from pipeline.job import Progress as JobProgress
 
-        with (
-            console.status("preparing, previewing and training on the bundled digits..."),
-            _quiet_prefect(verbose),
-        ):
-            result = run_job(out, config=cfg, seed=seed, epochs=epochs, workers=workers, model=model)
-    except (ConfigError, OSError, ValueError) as err:
+        with _progress_bar("starting") as bar:
+            display = _Display(bar, total_epochs=epochs)
+            progress = JobProgress(display.stage, display.chunk, display.epoch, display.step)
+            options = {"config": cfg, "seed": seed, "epochs": epochs, "workers": workers, "model": model}
+            if _as_flows(prefect):
+                _prefect_defaults(verbose)
+                from flows.run import run as run_flows
+
+                with _quiet_prefect(verbose):
+                    result = run_flows(out, progress=progress, **options)
+            else:
+                from pipeline.job import run_job
+
+                result = run_job(out, progress=progress, **options)
+    except (AugpipeError, OSError, ValueError) as err:
         _fail(str(err))
         return
-    table = Table(
-        title=f"augpipe run: {model} trained {result.epochs} epochs, test accuracy "
-        f"{result.test_accuracy:.2%}, in {result.seconds:.0f} s"
+    accuracy = "" if result.test_accuracy is None else f", test accuracy {result.test_accuracy:.2%}"
+    console.print(
+        Text(
+            f"augpipe run: {model} trained {_plural(result.epochs, 'epoch')}{accuracy}, "
+            f"in {result.seconds:.0f} s; results:"
+        ),
+        soft_wrap=True,
     )
-    table.add_column("result")
-    table.add_column("where")
-    for name, path in result.files.items():
-        table.add_row(name, _text(path))
+    files: dict[str, object] = dict(result.files)
     if result.mlflow_run:
-        table.add_row("mlflow run", _text(result.mlflow_run))
-    console.print(table)
+        files["mlflow run"] = result.mlflow_run
+    _path_lines(files)
 
 
 def _parse_target_size(text: str) -> tuple[int, int]:
@@ -193,19 +340,20 @@ def _parse_splits(text: str) -> dict[str, float]:
 
 
 def _print_prepare_summary(result: PrepareResult) -> None:
-    from flows.prepare import count_rows
-
     report = result.report
     state = "unchanged, kept" if result.unchanged else "written"
+    from pipeline.prepare import count_rows
+
     rows = count_rows(result)
     splits = [k for k in rows[0] if k not in ("class", "total")] if rows else []
-    # A line of its own: as the table's title it would be wrapped to the narrow table's width.
     console.print(
-        f"{report['images']} images {state} in {result.version_dir} "
-        f"({report['decoded']} decoded, {report['reused']} reused)",
+        Text(
+            f"{_plural(report['images'], 'image')} {state} "
+            f"({report['decoded']:,} decoded, {report['reused']:,} reused):"
+        ),
         soft_wrap=True,
-        markup=False,  # a folder name may hold [brackets]
     )
+    _path_lines({"version": result.version_dir})
     table = Table()
     table.add_column("class")
     for split in splits:
@@ -217,18 +365,19 @@ def _print_prepare_summary(result: PrepareResult) -> None:
     table.add_row("all", *(str(report["split_counts"].get(s, 0)) for s in splits), str(report["images"]))
     console.print(table)
     if report["quarantined"]:
-        bad = Table(title=f"{len(report['quarantined'])} quarantined files")
-        bad.add_column("file", overflow="fold")
-        bad.add_column("reason")
-        bad.add_column("detail", overflow="fold")
-        for q in report["quarantined"]:
-            bad.add_row(_text(q["key"]), _text(q["reason"]), _text(q["message"]))
-        console.print(bad)
+        left_out = report["quarantined"]
+        console.print(Text(f"{_plural(len(left_out), 'entry', 'entries')} left out (see report.json):"))
+        for q in left_out:
+            console.print(Text(f"  {q['key']}: {q['reason']}: {q['message']}"), soft_wrap=True)
     if report["duplicates"]:
         console.print(
-            f"{len(report['duplicates'])} groups of identical images, "
-            f"{len(report['leakage'])} of them across splits (see report.json)"
+            f"{_plural(len(report['duplicates']), 'group')} of identical images, "
+            f"{len(report['leakage']):,} of them across splits (see report.json)"
         )
+
+
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @app.command()
@@ -237,7 +386,10 @@ def prepare(
         str,
         typer.Argument(help="digits, keras:<name>, a class-folder tree, a .csv manifest, .npz or IDX file."),
     ],
-    out: Annotated[Path | None, typer.Option(help="Dataset folder: versions/ and CURRENT go here.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Dataset folder, where versions/ and CURRENT go. Required, here or in --config."),
+    ] = None,
     kind: Annotated[
         str | None, typer.Option(help="auto, folders, manifest, idx, npz, keras or digits.")
     ] = None,
@@ -259,18 +411,25 @@ def prepare(
     allow_outside_root: Annotated[
         bool, typer.Option("--allow-outside-root", help="Accept manifest paths outside its folder.")
     ] = False,
+    download: Annotated[
+        bool,
+        typer.Option("--download", help="keras:<name>: download the dataset with Keras if it is not cached."),
+    ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Decoding processes (default: the CPUs this command may use)."),
+    ] = None,
     dask: Annotated[
         str | None,
-        typer.Option(help="Dask scheduler address (default: $AUGPIPE_DASK_ADDRESS, else threads)."),
+        typer.Option(help="Dask scheduler address (default: $AUGPIPE_DASK_ADDRESS, else this machine)."),
     ] = None,
     config: Annotated[
         Path | None, typer.Option(help="YAML file of prepare options; command-line options override it.")
     ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", help="Show Prefect's flow and task logs.")] = False,
+    prefect: PrefectOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
-    """Prepare a dataset: decode, validate and split SOURCE into a new version of OUT (a Prefect flow)."""
-    _prefect_defaults(verbose)
-    from flows.prepare import run_prepare
+    """Prepare a dataset: decode, validate and split SOURCE into a new version of OUT."""
     from pipeline.config import PrepareConfig
     from pipeline.prepare import resolve_kind
 
@@ -284,6 +443,7 @@ def prepare(
         "chunk_size": chunk_size,
         "keep_aspect_ratio": keep_aspect_ratio or None,
         "allow_outside_root": allow_outside_root or None,
+        "download": download or None,
     }
     try:
         if target_size is not None:
@@ -297,33 +457,28 @@ def prepare(
             raise ConfigError("--out is required (or give it in --config)")
         else:
             cfg = PrepareConfig(**overrides)
-        source_kind = resolve_kind(cfg)  # a missing or unrecognised source fails here, before Prefect starts
+        source_kind = resolve_kind(cfg)  # a missing or unrecognised source fails here, before any work
         # Absolute paths, so that Dask workers with another working directory find the same files.
         absolute = {"out": os.path.abspath(cfg.out)}
         if source_kind not in ("digits", "keras"):
             absolute["source"] = os.path.abspath(cfg.source)
         cfg = cfg.model_copy(update=absolute)
-        progress_columns = (
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-        )
-        with Progress(
-            *progress_columns,
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-            disable=not console.is_terminal,
-        ) as progress:
-            bar = progress.add_task(f"preparing {escape(cfg.source)}", total=None)
+        address = dask or os.environ.get("AUGPIPE_DASK_ADDRESS") or None
+        with _progress_bar(f"preparing {cfg.source}") as bar:
+            display = _Display(bar)
+            if _as_flows(prefect):
+                _prefect_defaults(verbose)
+                from flows.prepare import run_prepare
 
-            def on_chunk(done: int, total: int) -> None:
-                progress.update(bar, description="decoding chunks", completed=done, total=total)
+                with _quiet_prefect(verbose):
+                    result = run_prepare(cfg, dask_address=address, on_chunk=display.chunk, workers=workers)
+            else:
+                from pipeline.prepare import prepare as prepare_here
 
-            with _quiet_prefect(verbose):
-                result = run_prepare(cfg, dask_address=dask, on_chunk=on_chunk)
-    except (ConfigError, OSError, ValueError) as err:
+                result = prepare_here(
+                    cfg, workers=workers or _cpus(), dask_address=address, on_chunk=display.chunk
+                )
+    except (AugpipeError, OSError, ValueError) as err:
         _fail(str(err))
         return
     _print_prepare_summary(result)
@@ -336,6 +491,7 @@ def models_command(
         str | None, typer.Option(help="Input HEIGHTxWIDTHxCHANNELS (default: the model's own).")
     ] = None,
     num_classes: Annotated[int, typer.Option(min=2, help="Output classes.")] = 10,
+    verbose: VerboseOption = False,
 ) -> None:
     """List the registered convnets, or print one's layers, output shapes and parameters."""
     import models
@@ -348,6 +504,7 @@ def models_command(
             table.add_row(model_name, "x".join(map(str, models.default_input_shape(model_name))))
         console.print(table)
         return
+    _quiet_tensorflow(verbose)
     try:
         shape = (
             tuple(int(v) for v in input_shape.lower().split("x"))
@@ -410,10 +567,11 @@ def train_command(
     config: Annotated[
         Path | None, typer.Option(help="YAML file of train options; command-line options override it.")
     ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", help="Show Prefect's flow and task logs.")] = False,
+    prefect: PrefectOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
-    """Train a model on augmented batches (a Prefect flow); metrics go to the run's folder and MLflow."""
-    _prefect_defaults(verbose)
+    """Train a model on augmented batches; metrics go to the run's folder and MLflow."""
+    _quiet_tensorflow(verbose)
     from pipeline.config import TrainConfig
 
     given: dict[str, Any] = {
@@ -442,50 +600,34 @@ def train_command(
             from pipeline.training import resume_state
 
             resume_state(cfg, Path(cfg.runs_dir) / cfg.run_name)
-        from flows.train import run_train
-        from pipeline.tracking import epoch_line
+        with _progress_bar(f"training {cfg.model} on {cfg.dataset}") as bar:
+            display = _Display(bar, total_epochs=cfg.total_epochs)
+            if _as_flows(prefect):
+                _prefect_defaults(verbose)
+                from flows.train import run_train
 
-        with Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-            disable=not console.is_terminal,
-        ) as progress:
-            bar = progress.add_task(f"training {cfg.model} on {escape(cfg.dataset)}", total=None)
+                with _quiet_prefect(verbose):
+                    result = run_train(cfg, on_epoch=display.epoch, on_step=display.step)
+            else:
+                from pipeline.training import train
 
-            def on_step(step: int, steps: int) -> None:
-                progress.update(bar, completed=step, total=steps)
-
-            def on_epoch(row: dict[str, Any]) -> None:
-                progress.console.print(epoch_line(row, cfg.total_epochs), soft_wrap=True)
-                next_epoch = f"epoch {row['epoch'] + 1} of {cfg.total_epochs}"
-                progress.update(bar, description=next_epoch, completed=0)
-
-            with _quiet_prefect(verbose):
-                result = run_train(cfg, on_epoch=on_epoch, on_step=on_step)
-    except (ConfigError, OSError, ValueError) as err:
+                result = train(cfg, on_epoch=display.epoch, on_step=display.step)
+    except (AugpipeError, OSError, ValueError) as err:
         _fail(str(err))
         return
     _print_train_summary(result)
 
 
-def _print_train_summary(result: Any) -> None:
+def _print_train_summary(result: TrainResult) -> None:
     summary = result.summary()
-    title = f"run {escape(summary['run'])}: {summary['epochs_run']} epochs"
+    title = f"run {summary['run']}: {_plural(summary['epochs_run'], 'epoch')}"
     if summary["test_accuracy"] is not None:
         title += f", test accuracy {summary['test_accuracy']:.2%}"
-    table = Table(title=title)
-    table.add_column("result")
-    table.add_column("path")
-    for name, path in result.files.items():
-        table.add_row(name, _text(path))
+    console.print(Text(f"{title}; results:"), soft_wrap=True)
+    files: dict[str, object] = {name.replace("_", " "): path for name, path in result.files.items()}
     if summary["mlflow_run_id"]:
-        table.add_row("mlflow run", _text(f"{summary['mlflow_run_id']} ({summary['mlflow_tracking_uri']})"))
-    console.print(table)
+        files["mlflow run"] = f"{summary['mlflow_run_id']} ({summary['mlflow_tracking_uri']})"
+    _path_lines(files)
 
 
 @app.command("preview")
@@ -509,29 +651,44 @@ def preview_command(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same bytes.")] = 0,
     out: Annotated[Path, typer.Option(help="Folder for preview.png and preview.html.")] = Path("previews"),
-    verbose: Annotated[bool, typer.Option("--verbose", help="Show Prefect's flow and task logs.")] = False,
+    prefect: PrefectOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Preview an augmentation: each image, then augmented copies captioned with their drawn parameters."""
-    _prefect_defaults(verbose)
-    from flows.preview import run_preview
     from pipeline.preview import source_kind, sweep_option
 
     try:
-        # Expected mistakes fail here, in one line, before Prefect starts.
+        # Expected mistakes fail here, in one line, before any work.
         if config is not None:
             AugmentConfig.from_yaml(config)
         option = sweep_option(sweep) if sweep is not None else None
         source_kind(source)
-        with console.status(f"previewing {source}..."), _quiet_prefect(verbose):
-            config_path = None if config is None else os.path.abspath(config)
-            result = run_preview(source, config_path, samples, copies, option, seed, out)
-    except (ConfigError, OSError, ValueError) as err:
+        config_path = None if config is None else os.path.abspath(config)
+        with console.status(f"previewing {escape(source)}...", spinner="dots") as status:
+            if _as_flows(prefect):
+                _prefect_defaults(verbose)
+                from flows.preview import run_preview
+
+                with _quiet_prefect(verbose):
+                    result = run_preview(source, config_path, samples, copies, option, seed, out)
+            else:
+                from pipeline.preview import make_preview
+
+                result = make_preview(source, config_path, samples, copies, option, seed, out)
+            status.stop()
+    except (AugpipeError, OSError, ValueError) as err:
         _fail(str(err))
         return
-    what = f"a sweep of {result.sweep}" if result.sweep else f"{result.cols - 1} augmented copies each"
-    console.print(f"preview of {result.rows} images of {source}, {what} (seed {result.seed}):", markup=False)
-    console.print(f"  picture: {result.png}", soft_wrap=True, markup=False)
-    console.print(f"  page:    {result.html}", soft_wrap=True, markup=False)
+    what = (
+        f"a sweep of {result.sweep}"
+        if result.sweep
+        else f"{_plural(result.cols - 1, 'augmented copy', 'augmented copies')} each"
+    )
+    console.print(
+        Text(f"preview of {_plural(result.rows, 'image')} of {source}, {what} (seed {result.seed}):"),
+        soft_wrap=True,
+    )
+    _path_lines({"picture": result.png, "page": result.html})
 
 
 @app.command("serve")
@@ -602,6 +759,7 @@ def doctor_command(
     from flows.doctor import configured_api_url, diagnose
 
     _prefect_defaults()
+    _quiet_tensorflow(verbose=False)
     with console.status("checking TensorFlow and the Prefect API..."):
         report = diagnose(configured_api_url(), timeout=timeout, check_ephemeral=check_ephemeral)
     table = Table(title="augpipe doctor")
@@ -616,17 +774,14 @@ def doctor_command(
     table.add_row("CPUs", f"{report.cpus_usable} usable of {report.cpu_count}")
     table.add_section()
     state = {True: "[green]answers[/]", False: "[red]does not answer[/]", None: "[dim]not checked[/]"}
-    where = escape(report.api.url or "embedded (ephemeral)")
+    where = escape(report.api.url or "none configured")
     table.add_row("Prefect API", f"{where}: {state[report.api.answered]}, {escape(report.api.detail)}")
     console.print(table)
     for problem in report.problems:
-        console.print(f"[yellow]warning:[/] {escape(problem)}", soft_wrap=True)
+        errors.print(Text.assemble(("warning:", "yellow"), " ", problem), soft_wrap=True)
     if not report.ok:
         where = report.api.url or "the embedded API"
-        console.print(
-            f"[bold red]error:[/] Prefect API {escape(where)} does not answer: {escape(report.api.detail)}",
-            soft_wrap=True,
-        )
+        _print_error(f"Prefect API {where} does not answer: {report.api.detail}")
         raise typer.Exit(code=1)
 
 

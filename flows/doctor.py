@@ -14,6 +14,7 @@ import platform
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 
 # Shown name -> the distributions that provide it, the first installed one wins.
 PACKAGES: dict[str, tuple[str, ...]] = {
@@ -78,8 +79,9 @@ def package_versions() -> dict[str, str | None]:
 
 def tensorflow_devices() -> tuple[list[str], str]:
     """The GPUs TensorFlow sees and what it was built with; raises what importing TensorFlow raises."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    from pipeline.tf_import import import_tensorflow
+
+    tf = import_tensorflow()
 
     gpus = [device.name for device in tf.config.list_physical_devices("GPU")]
     info = tf.sysconfig.get_build_info()
@@ -89,12 +91,28 @@ def tensorflow_devices() -> tuple[list[str], str]:
 
 
 def configured_api_url() -> str | None:
-    """PREFECT_API_URL from the environment, else from the active Prefect profile; None if neither."""
+    """PREFECT_API_URL from the environment, else from Prefect's settings files (the active profile,
+    ./prefect.toml, ./.env, ./pyproject.toml's [tool.prefect]); None if none sets it. Prefect's settings
+    (a second to import) are read only when such a file exists."""
     if url := os.environ.get("PREFECT_API_URL"):
         return url
+    if not _prefect_settings_files():
+        return None
     from prefect.settings import get_current_settings
 
     return get_current_settings().api.url or None
+
+
+def _prefect_settings_files() -> list[Path]:
+    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+    profiles = Path(os.environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml").expanduser()
+    found = [f for f in (profiles, Path("prefect.toml")) if f.is_file()]
+    if Path(".env").is_file() and "PREFECT_" in Path(".env").read_text(errors="replace"):
+        found.append(Path(".env"))
+    pyproject = Path("pyproject.toml")
+    if pyproject.is_file() and "[tool.prefect" in pyproject.read_text(errors="replace"):
+        found.append(pyproject)
+    return found
 
 
 def check_api(url: str, timeout: float = 3.0, api_key: str | None = None) -> ApiCheck:
@@ -150,7 +168,9 @@ def diagnose(
     elif check_ephemeral:
         api = check_ephemeral_api()
     else:
-        api = ApiCheck(None, None, "PREFECT_API_URL not set: flows run on the embedded ephemeral API")
+        api = ApiCheck(
+            None, None, "PREFECT_API_URL not set: commands run in-process (--prefect: on a temporary API)"
+        )
     return DoctorReport(
         python=f"{platform.python_version()} ({platform.python_implementation()}, {platform.machine()})",
         versions=package_versions(),

@@ -8,7 +8,6 @@ tasks here only wrap them, and tasks pass file paths and small records, never pi
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +26,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from flows.parameters import resolve_config
 from pipeline import prepare
 from pipeline.config import ConfigError, PrepareConfig
-from pipeline.prepare import ChunkRecord, Item, PrepareResult, RunDirs
+from pipeline.prepare import ChunkRecord, Item, PrepareResult, RunDirs, count_rows
 
 DASK_ADDRESS_ENV = "AUGPIPE_DASK_ADDRESS"
 T = TypeVar("T")
@@ -37,13 +36,14 @@ T = TypeVar("T")
 _on_chunk: ContextVar[Callable[[int, int], None] | None] = ContextVar("augpipe_on_chunk", default=None)
 
 
-def task_runner_for(dask_address: str | None) -> TaskRunner[Any]:
-    """A Dask task runner connected to ``dask_address``, or threads (one per CPU) without one."""
+def task_runner_for(dask_address: str | None, workers: int | None = None) -> TaskRunner[Any]:
+    """A Dask task runner connected to ``dask_address``, or ``workers`` threads (default: one per
+    CPU) without one."""
     if dask_address:
         from prefect_dask import DaskTaskRunner
 
         return DaskTaskRunner(address=dask_address)
-    return ThreadPoolTaskRunner(max_workers=os.cpu_count() or 1)
+    return ThreadPoolTaskRunner(max_workers=workers or os.cpu_count() or 1)
 
 
 class Whole(Generic[T]):
@@ -115,19 +115,6 @@ def report_task(result: PrepareResult) -> None:
     create_table_artifact(count_rows(result), key="prepare-counts", description="images per class and split")
 
 
-def count_rows(result: PrepareResult) -> list[dict[str, Any]]:
-    """One row per class: its images in each split and in all."""
-    per_split = result.report.get("split_class_counts")
-    if per_split is None:  # a version written before reports held them: its manifest has them
-        splits = json.loads((result.version_dir / "manifest.json").read_text())["splits"]
-        per_split = {split: info["class_counts"] for split, info in splits.items()}
-    return [
-        {"class": c, **{split: counts.get(c, 0) for split, counts in per_split.items()},
-         "total": total}
-        for c, total in result.report["class_counts"].items()
-    ]  # fmt: skip
-
-
 def _check_runner(dask_address: str | None) -> None:
     # The task runner is fixed when a flow run starts, so the address cannot switch it afterwards:
     # refuse rather than silently decode on threads.
@@ -197,7 +184,8 @@ def prepare_dataset(config: PrepareConfig, dask_address: str | None = None) -> P
 
 
 @contextmanager
-def _progress(on_chunk: Callable[[int, int], None] | None) -> Iterator[None]:
+def progress_to(on_chunk: Callable[[int, int], None] | None) -> Iterator[None]:
+    """Runs of prepare_dataset started in this context call ``on_chunk(done, total)`` in this process."""
     token = _on_chunk.set(on_chunk)
     try:
         yield
@@ -209,12 +197,14 @@ def run_prepare(
     config: PrepareConfig,
     dask_address: str | None = None,
     on_chunk: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
 ) -> PrepareResult:
-    """Run the flow, on the Dask cluster at ``dask_address`` (or ``AUGPIPE_DASK_ADDRESS``) if any.
+    """Run the flow, on the Dask cluster at ``dask_address`` (or ``AUGPIPE_DASK_ADDRESS``) if any, else
+    on ``workers`` threads (default: one per CPU).
 
     ``on_chunk(done, total)`` is called in this process as decoded chunks come back.
     """
     address = dask_address or os.environ.get(DASK_ADDRESS_ENV) or None
-    runner_flow = prepare_dataset.with_options(task_runner=task_runner_for(address))
-    with _progress(on_chunk):
-        return runner_flow(config, dask_address=address)
+    runner = task_runner_for(address, workers)
+    with progress_to(on_chunk):
+        return prepare_dataset.with_options(task_runner=runner)(config, dask_address=address)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import flow, task
@@ -18,36 +17,17 @@ from prefect.cache_policies import NO_CACHE
 
 from pipeline import preview as pv
 from pipeline.config import AugmentConfig
+from pipeline.preview import HTML_NAME, PNG_NAME, PreviewResult
 
-PNG_NAME, HTML_NAME = "preview.png", "preview.html"
+__all__ = ["HTML_NAME", "PNG_NAME", "PreviewResult", "preview_augmentations", "run_preview"]
 # Above this, the markdown artifact links to the files instead of inlining the picture.
 INLINE_LIMIT = 512 * 1024
 ARTIFACT_KEY = "augpipe-preview"
 
 
-@dataclass(frozen=True)
-class PreviewResult:
-    """Where the preview went and what it shows."""
-
-    png: Path
-    html: Path
-    source: str
-    seed: int
-    rows: int
-    cols: int
-    sweep: str | None = None
-
-
-def default_config(source: str) -> AugmentConfig:
-    """The config of ``augpipe run`` for the source: its photos config for ``photos``, else the digits'."""
-    from flows.run import DIGITS_CONFIG, PHOTOS_CONFIG
-
-    return PHOTOS_CONFIG if source == "photos" else DIGITS_CONFIG
-
-
 @task(name="load-config", cache_policy=NO_CACHE)
 def load_config_task(config_path: str | None, source: str) -> AugmentConfig:
-    return AugmentConfig.from_yaml(config_path) if config_path else default_config(source)
+    return pv.load_config(config_path, source)
 
 
 @task(name="load-samples", cache_policy=NO_CACHE)
@@ -59,20 +39,12 @@ def load_samples_task(source: str, samples: int) -> pv.PreviewSamples:
 def render_task(
     samples: pv.PreviewSamples, config: AugmentConfig, copies: int, sweep: str | None, seed: int
 ) -> pv.Preview:
-    common = {"indices": samples.indices, "labels": samples.labels}
-    if sweep:
-        return pv.sweep(samples.images, config, sweep, steps=copies, seed=seed, **common)
-    return pv.preview(samples.images, config, copies=copies, seed=seed, **common)
+    return pv.render_samples(samples, config, copies, sweep, seed)
 
 
 @task(name="write-files", cache_policy=NO_CACHE)
 def write_task(preview: pv.Preview, out: str, source: str) -> PreviewResult:
-    folder = Path(out).resolve()
-    png = pv.write_atomic(folder / PNG_NAME, pv.png_bytes(preview.picture))
-    page = pv.preview_html(preview, title=f"augpipe preview: {source}", source=source)
-    html_path = pv.write_atomic(folder / HTML_NAME, page.encode("utf-8"))
-    layout = preview.layout
-    return PreviewResult(png, html_path, source, preview.seed, layout.rows, layout.cols, preview.sweep)
+    return pv.write_preview(preview, out, source)
 
 
 @task(name="report", cache_policy=NO_CACHE)

@@ -1,53 +1,49 @@
-"""The main job, ``augpipe run``: the whole service end to end on the embedded default data.
+"""The ``augpipe-run`` Prefect flow: the main job (:mod:`pipeline.job`) with each step a flow of its own.
 
-One Prefect flow (on the embedded ephemeral API unless one is configured) runs the service's own
-flows as subflows: prepare scikit-learn's bundled digits into a dataset version, preview the
-augmentation on the digits and on the bundled photos, train a small convnet on augmented batches for
-a few epochs, and record its metrics. Every step writes its results atomically, so an interrupted
-run leaves the earlier results intact.
+``augpipe run --prefect`` (or ``augpipe run`` with PREFECT_API_URL set) calls :func:`run`; the job,
+its stages and its results are the same as in-process, and the server records every subflow.
 """
 
 from __future__ import annotations
 
-import os
-import time
-from dataclasses import dataclass, field
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
 
 from prefect import flow
 
-from pipeline import AugmentConfig, PixelTransform
-from pipeline.config import PrepareConfig, TrainConfig
+from pipeline.config import AugmentConfig, PrepareConfig, TrainConfig
+from pipeline.defaults import RUN_MODEL
+from pipeline.job import ChunkCallback, EpochCallback, Progress, RunResult, run_job
+from pipeline.prepare import PrepareResult
+from pipeline.preview import PreviewResult
+from pipeline.training import TrainResult
 
-DIGITS_CONFIG = AugmentConfig(
-    rotation_range=15, width_shift_range=0.1, height_shift_range=0.1, shear_range=10, zoom_range=0.1
-)
-PHOTOS_CONFIG = AugmentConfig(
-    rotation_range=20,
-    width_shift_range=0.1,
-    height_shift_range=0.1,
-    zoom_range=0.15,
-    horizontal_flip=True,
-    brightness_range=(0.7, 1.3),
-    fill_mode="reflect",
-    extras=[
-        PixelTransform(name="hue", p=0.5),
-        PixelTransform(name="gaussian_blur", params={"blur_limit": (3, 5)}, p=0.3),
-    ],
-)
-# A convnet that learns the 8x8 digits in seconds: the source material's Fashion-MNIST network.
-MODEL = "fashion_convnet"
+__all__ = ["AsFlows", "main_job", "run"]
+# The display's callbacks reach the flow through a context variable: they cannot be flow parameters.
+_progress: ContextVar[Progress | None] = ContextVar("augpipe_run_progress", default=None)
 
 
-@dataclass
-class RunResult:
-    out_dir: Path
-    files: dict[str, Path] = field(default_factory=dict)
-    test_accuracy: float | None = None
-    epochs: int = 0
-    seconds: float = 0.0
-    mlflow_run: str = ""
+class AsFlows:
+    """The job's steps as the service's own flows, run as subflows of the calling flow."""
+
+    def prepare(self, cfg: PrepareConfig, on_chunk: ChunkCallback | None) -> PrepareResult:
+        from flows.prepare import prepare_dataset, progress_to
+
+        with progress_to(on_chunk):
+            return prepare_dataset(cfg)
+
+    def preview(self, source: str, config_path: str | None, seed: int, out: str) -> PreviewResult:
+        from flows.preview import preview_augmentations
+
+        return preview_augmentations(source=source, config_path=config_path, seed=seed, out=out)
+
+    def train(
+        self, cfg: TrainConfig, on_epoch: EpochCallback | None, on_step: ChunkCallback | None
+    ) -> TrainResult:
+        from flows.train import as_result, callbacks, train_model
+
+        with callbacks(on_epoch, on_step):
+            return as_result(train_model(cfg))
 
 
 @flow(name="augpipe-run", log_prints=True)
@@ -57,57 +53,10 @@ def main_job(
     seed: int = 0,
     epochs: int = 8,
     workers: int = 2,
-    model: str = MODEL,
-) -> dict[str, Any]:
+    model: str = RUN_MODEL,
+) -> RunResult:
     """Prepare the digits, preview the augmentation, train ``model`` on augmented batches."""
-    from flows.prepare import prepare_dataset
-    from flows.preview import preview_augmentations
-    from flows.train import train_model
-
-    root = Path(out).resolve()
-    digits_config = config or DIGITS_CONFIG
-    root.mkdir(parents=True, exist_ok=True)
-    config_path = root / "digits_augment.yaml"
-    digits_config.to_yaml(config_path)
-
-    prepared = prepare_dataset(PrepareConfig(source="digits", out=str(root / "prepared" / "digits")))
-    dataset = str(root / "prepared" / "digits")
-    digits_preview = preview_augmentations(
-        source=dataset, config_path=str(config_path), seed=seed, out=str(root / "previews" / "digits")
-    )
-    photos_preview = preview_augmentations(source="photos", seed=seed, out=str(root / "previews" / "photos"))
-    trained = train_model(
-        TrainConfig(
-            dataset=dataset,
-            model=model,
-            epochs=epochs,
-            batch_size=64,
-            optimizer="adam",
-            learning_rate=3e-3,
-            augment=digits_config.model_copy(update={"rescale": 1 / 255}),
-            seed=seed,
-            workers=workers,
-            runs_dir=str(root / "runs"),
-            run_name=f"digits-{time.strftime('%Y%m%d-%H%M%S')}",
-        )  # fmt: skip
-    )
-    return {
-        "dataset": str(prepared.version_dir),
-        "digits preview": str(digits_preview.png),
-        "digits preview page": str(digits_preview.html),
-        "photos preview": str(photos_preview.png),
-        "model": trained["model_path"],
-        "metrics": trained["files"]["metrics"],
-        "summary": trained["files"]["summary"],
-        "confusion matrix": trained["files"]["confusion_matrix"],
-        "tensorboard": trained["files"]["tensorboard"],
-        "mlflow": f"{trained['mlflow_run_id']} in {root / 'runs' / 'mlflow.db'}"
-        if trained["mlflow_run_id"]
-        else "",
-        "augmentation config": str(config_path),
-        "test accuracy": trained["test_accuracy"],
-        "epochs": len(trained["history"]),
-    }
+    return run_job(out, config, seed, epochs, workers, model, steps=AsFlows(), progress=_progress.get())
 
 
 def run(
@@ -116,18 +65,16 @@ def run(
     seed: int = 0,
     epochs: int = 8,
     workers: int = 2,
-    model: str = MODEL,
+    model: str = RUN_MODEL,
+    progress: Progress | None = None,
 ) -> RunResult:
-    """Run the main job in this process (what ``augpipe run`` calls)."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    start = time.perf_counter()
-    out: dict[str, Any] = main_job(
-        out=str(out_dir), config=config, seed=seed, epochs=epochs, workers=workers, model=model,
-        return_state=True,
-    ).result()  # fmt: skip
-    accuracy = float(out.pop("test accuracy"))
-    epochs_run = int(out.pop("epochs"))
-    mlflow = out.pop("mlflow")
-    files = {k: Path(v) for k, v in out.items()}
-    seconds = time.perf_counter() - start
-    return RunResult(Path(out_dir).resolve(), files, accuracy, epochs_run, seconds, mlflow)
+    """Run the job as the ``augpipe-run`` flow in this process (on PREFECT_API_URL's server, or on
+    Prefect's temporary local API without one); ``progress`` is called as in :func:`run_job`."""
+    token = _progress.set(progress)
+    try:
+        return main_job(
+            out=str(out_dir), config=config, seed=seed, epochs=epochs, workers=workers, model=model,
+            return_state=True,
+        ).result()  # fmt: skip
+    finally:
+        _progress.reset(token)

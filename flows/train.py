@@ -7,8 +7,7 @@ itself lives in :mod:`pipeline.training`; the tasks only wrap it and pass paths 
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -91,10 +90,13 @@ def run_train(
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     on_step: Callable[[int, int], None] | None = None,
 ) -> TrainResult:
-    """Run the flow in this process and return its result (the CLI's entry point)."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    with _callbacks(on_epoch, on_step):
-        out = train_model(config, return_state=True).result()  # raises what failed the run
+    """Run the flow in this process and return its result (``augpipe train --prefect``)."""
+    with callbacks(on_epoch, on_step):
+        return as_result(train_model(config, return_state=True).result())  # raises what failed the run
+
+
+def as_result(out: dict[str, Any]) -> TrainResult:
+    """The TrainResult that train_model returned as a (JSON) dict."""
     return TrainResult(
         **{
             **out,
@@ -106,7 +108,10 @@ def run_train(
 
 
 @contextmanager
-def _callbacks(on_epoch: Any, on_step: Any) -> Any:
+def callbacks(
+    on_epoch: Callable[[dict[str, Any]], None] | None, on_step: Callable[[int, int], None] | None
+) -> Iterator[None]:
+    """Runs of train_model started in this context call ``on_epoch(row)`` and ``on_step(step, steps)``."""
     a, b = _on_epoch.set(on_epoch), _on_step.set(on_step)
     try:
         yield

@@ -4,6 +4,8 @@ import inspect
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from pipeline.tf_import import import_tensorflow
+
 if TYPE_CHECKING:
     import keras
 
@@ -42,6 +44,7 @@ def build(name: str, input_shape: tuple[int, ...], num_classes: int, **options: 
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes must be an int of at least 2, but got {num_classes!r} instead.")
     module, function, _ = _BUILDERS[name]
+    import_tensorflow()  # its start-up lines dropped before the builder's module imports Keras
     builder = getattr(import_module(module), function)
     accepted = [
         p.name

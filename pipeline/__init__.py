@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pipeline.augment import Augmenter
-    from pipeline.config import AugmentConfig, ConfigError, PixelTransform
+    from pipeline.config import AugmentConfig, PixelTransform
+    from pipeline.errors import AugpipeError, ConfigError
     from pipeline.functional.normalize import FitStats
     from pipeline.keras_compat import ImageDataGenerator
     from pipeline.params import BatchParams
@@ -19,8 +20,9 @@ _WHERE = {
     "AugmentConfig": "pipeline.config",
     "AugmentPool": "pipeline.workers",
     "Augmenter": "pipeline.augment",
+    "AugpipeError": "pipeline.errors",
     "BatchParams": "pipeline.params",
-    "ConfigError": "pipeline.config",
+    "ConfigError": "pipeline.errors",
     "FitStats": "pipeline.functional.normalize",
     "ImageDataGenerator": "pipeline.keras_compat",
     "PixelTransform": "pipeline.config",
@@ -29,6 +31,7 @@ __all__ = [
     "AugmentConfig",
     "AugmentPool",
     "Augmenter",
+    "AugpipeError",
     "BatchParams",
     "ConfigError",
     "FitStats",

@@ -5,11 +5,14 @@ Validation happens once, here; everything below trusts these values.
 
 from __future__ import annotations
 
+import difflib
 import math
 import numbers
+import re
 import reprlib
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self, get_args
 
 import yaml
 from pydantic import (
@@ -17,11 +20,12 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, ConfigProblem
 
 FillMode = Literal["nearest", "reflect", "wrap", "constant"]
 FILL_MODES: tuple[str, ...] = ("nearest", "reflect", "wrap", "constant")
@@ -48,32 +52,100 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+_LINE_BREAKS = re.compile(r"\s*[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]+\s*")  # str.splitlines's breaks
+_PYDANTIC_LINK = re.compile(r"\s*For further information visit https://errors\.pydantic\.dev/\S*")
+
+
+def _one_line(text: str) -> str:
+    """``text`` with each line break, and the indentation around it, made one space; pydantic's
+    links to its error pages (quoted from a library's own validation) left out."""
+    return _LINE_BREAKS.sub(" ", _PYDANTIC_LINK.sub("", text))
+
+
 def short_repr(value: Any) -> str:
-    """A repr of at most :data:`MAX_GOT_CHARS` characters that never walks a whole large value."""
-    return _cut(_repr.repr(value), MAX_GOT_CHARS)
+    """A one-line repr of at most :data:`MAX_GOT_CHARS` characters that never walks a whole large value."""
+    return _cut(_one_line(_repr.repr(value)), MAX_GOT_CHARS)
 
 
-def _format_validation_error(cls: type[BaseModel], err: ValidationError) -> str:
-    model = cls.__name__
-    lines = []
-    errors = err.errors()
-    for e in errors[:MAX_ERRORS_LISTED]:
-        field = _cut(".".join(str(p) for p in e["loc"]) or "(config)", MAX_GOT_CHARS)
-        inner = e.get("ctx", {}).get("error")
+def closest(name: Any, choices: Collection[str]) -> str | None:
+    """The choice closest to ``name`` (a typo of it, by difflib), or None when none is close."""
+    if not isinstance(name, str) or len(name) > MAX_GOT_CHARS:  # no typo of a name; difflib is quadratic
+        return None
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return close[0] if close else None
+
+
+def did_you_mean(name: Any, choices: Collection[str]) -> str:
+    """`` (did you mean 'x'?)`` for the choice closest to ``name``, or "" when none is close."""
+    close = closest(name, choices)
+    return "" if close is None else f" (did you mean {close!r}?)"
+
+
+def _field_path(loc: Sequence[str | int]) -> str:
+    """``augment.extras.0.p``: a key that is not a plain name is quoted, so the path stays one line."""
+    parts = (str(p) if isinstance(p, int) or re.fullmatch(r"\w+", p) else short_repr(p) for p in loc)
+    return _cut(".".join(parts), MAX_GOT_CHARS)
+
+
+def _bad_value(cls: type[BaseModel], error: Mapping[str, Any]) -> str:
+    """What is wrong in one of pydantic's errors for ``cls``: the value, short, and what is accepted."""
+    loc, value = error["loc"], error.get("input")
+    text = _one_line(error["msg"].removeprefix("Value error, "))
+    if not loc:  # a model validator: its message says what is wrong, and its input is the whole config
+        return text
+    got = short_repr(value)
+    if isinstance(value, str) and got in text:  # the message quotes it already
+        return text
+    if error["type"] == "literal_error" and len(loc) == 1:
+        close = closest(value, [str(c) for c in get_args(cls.model_fields[str(loc[0])].annotation)])
+        got += "" if close is None else f"; did you mean {close!r}?"
+    return f"{text} (got {got})"
+
+
+def _problems(cls: type[BaseModel], err: ValidationError) -> list[ConfigProblem]:
+    """Each field pydantic rejected for ``cls``, located from ``cls`` down."""
+    problems: list[ConfigProblem] = []
+    list_accepted = True  # the accepted option names, listed once
+    for error in err.errors():
+        loc = tuple(error["loc"])
+        inner = error.get("ctx", {}).get("error")
         if isinstance(inner, ConfigError):
             # pydantic runs a model's own __init__ when validating it, so the ConfigError that
-            # _Validated raises comes back wrapped here: keep its message, do not format it twice.
-            lines.append(f"{model}.{field}: {inner}" if e["loc"] else str(inner))  # already bounded
-            continue
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            msg = "unknown option"
-            if not any("unknown option; accepted:" in line for line in lines):  # the list once
-                msg += f"; accepted: {', '.join(cls.model_fields)}"
-        lines.append(_cut(f"{model}.{field}: {msg} (got {short_repr(e.get('input'))})", MAX_ERROR_LINE_CHARS))
-    if len(errors) > MAX_ERRORS_LISTED:
-        lines.append(f"and {len(errors) - MAX_ERRORS_LISTED} more")
+            # _Validated raises comes back wrapped here: locate its problems from this model down.
+            problems += [ConfigProblem(loc + p.loc, p.text) for p in inner.problems]
+            problems += [] if inner.problems else [ConfigProblem(loc, str(inner))]
+        elif len(problems) >= MAX_ERRORS_LISTED:  # counted, not shown (_message): named by type only
+            problems.append(ConfigProblem(loc, error["type"]))
+        elif error["type"] == "extra_forbidden":  # its value says nothing: the closest name does
+            hint = did_you_mean(loc[-1], cls.model_fields)
+            if not hint and list_accepted:
+                hint, list_accepted = f"; accepted: {', '.join(cls.model_fields)}", False
+            problems.append(ConfigProblem(loc, "unknown option" + hint))
+        else:
+            problems.append(ConfigProblem(loc, _bad_value(cls, error)))
+    return problems
+
+
+def _message(
+    model: str, problems: Sequence[ConfigProblem], path: str | Path | None = None, given: Collection[str] = ()
+) -> str:
+    """One line naming each problem, ``[path: ]Model.field.path: what is wrong``; ``path`` names the
+    file for the problems in fields that ``given`` (options over the file's) does not name."""
+    lines = []
+    for problem in problems[:MAX_ERRORS_LISTED]:
+        field = _field_path(problem.loc)
+        line = f"{model}.{field}: {problem.text}" if field else f"{model}: {problem.text}"
+        if path is not None and not (problem.loc and problem.loc[0] in given):
+            line = f"{path}: {line}"
+        lines.append(_cut(line, MAX_ERROR_LINE_CHARS))
+    if len(problems) > MAX_ERRORS_LISTED:
+        lines.append(f"and {len(problems) - MAX_ERRORS_LISTED} more")
     return _cut("; ".join(lines), MAX_ERROR_CHARS)
+
+
+def _config_error(cls: type[BaseModel], err: ValidationError) -> ConfigError:
+    problems = _problems(cls, err)
+    return ConfigError(_message(cls.__name__, problems), problems=problems)
 
 
 class YamlRefused(yaml.YAMLError):
@@ -216,13 +288,25 @@ class _Validated(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as err:
-            raise ConfigError(_format_validation_error(type(self), err)) from None
+            raise _config_error(type(self), err) from None
 
     def __setattr__(self, name: str, value: Any) -> None:
         try:
             super().__setattr__(name, value)
         except ValidationError as err:
-            raise ConfigError(_format_validation_error(type(self), err)) from None
+            raise _config_error(type(self), err) from None
+
+    @classmethod
+    def _from_yaml(cls, path: str | Path, section: str, overrides: Mapping[str, Any]) -> Self:
+        """Options from ``path`` (the mapping, or its ``section``), then ``overrides``; a bad option
+        names the file, unless it is one of ``overrides``."""
+        try:
+            return cls(**{**_yaml_section(path, section), **overrides})
+        except ConfigError as err:
+            if not err.problems:  # the file itself was refused, and the message names it
+                raise
+            message = _message(cls.__name__, err.problems, path, given=overrides)
+            raise ConfigError(message, problems=err.problems) from None
 
 
 class PixelTransform(_Validated):
@@ -241,7 +325,8 @@ class PixelTransform(_Validated):
 
         if name not in EXTRA_TRANSFORMS:
             raise ValueError(
-                f"unknown extra transform {name!r}; accepted: {', '.join(sorted(EXTRA_TRANSFORMS))}"
+                f"unknown extra transform {name!r}{did_you_mean(name, EXTRA_TRANSFORMS)}; "
+                f"accepted: {', '.join(sorted(EXTRA_TRANSFORMS))}"
             )
         return name
 
@@ -465,12 +550,12 @@ class AugmentConfig(_Validated):
         try:
             return cls.model_validate(merged)
         except ValidationError as err:
-            raise ConfigError(_format_validation_error(cls, err)) from None
+            raise _config_error(cls, err) from None
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> AugmentConfig:
         """Options from a YAML file: the mapping itself, or its ``augment:`` section."""
-        return cls.parse(_yaml_section(path, "augment"))
+        return cls._from_yaml(path, "augment", {})
 
     def to_yaml(self, path: str | Path | None = None) -> str:
         text = yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -509,11 +594,13 @@ class PrepareConfig(_Validated):
     ``source`` is ``digits`` (scikit-learn's bundled digits), ``keras:<name>`` (mnist, fashion_mnist,
     cifar10, cifar100, from the Keras cache) or a path: a class-folder tree, a ``.csv`` manifest, an
     ``.npz`` file, or an IDX images file (its labels file beside it).
+    ``download``: fetch a ``keras:<name>`` dataset that Keras's cache lacks (``--download``).
     """
 
     model_config = ConfigDict(extra="forbid")
 
     source: str
+    download: bool = False
     out: str
     kind: Literal["auto", "folders", "manifest", "idx", "npz", "keras", "digits"] = "auto"
     color_mode: Literal["grayscale", "rgb", "rgba"] = "rgb"
@@ -540,7 +627,8 @@ class PrepareConfig(_Validated):
     def _splits(cls, v: dict[str, float]) -> dict[str, float]:
         unknown = sorted(set(v) - set(SPLIT_NAMES))
         if unknown:
-            raise ValueError(f"unknown split {', '.join(unknown)}; accepted: {', '.join(SPLIT_NAMES)}")
+            hint = did_you_mean(unknown[0], SPLIT_NAMES) if len(unknown) == 1 else ""
+            raise ValueError(f"unknown split {', '.join(unknown)}{hint}; accepted: {', '.join(SPLIT_NAMES)}")
         if any(f < 0 for f in v.values()) or abs(sum(v.values()) - 1.0) > 1e-6 or v.get("train", 0) <= 0:
             raise ValueError("split fractions must be >= 0, include train > 0, and sum to 1")
         return {k: float(v[k]) for k in SPLIT_NAMES if v.get(k)}
@@ -559,7 +647,7 @@ class PrepareConfig(_Validated):
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> PrepareConfig:
         """Options from a YAML file (the mapping, or its ``prepare:`` section), then ``overrides``."""
-        return cls(**{**_yaml_section(path, "prepare"), **overrides})
+        return cls._from_yaml(path, "prepare", overrides)
 
     def decode_fingerprint(self) -> str:
         """What decoded pixels depend on: reuse earlier pixels only when it is unchanged."""
@@ -614,6 +702,31 @@ class TrainConfig(_Validated):
         _check_finite_inside(v, info.field_name)
         return v
 
+    @field_validator("prepare_options")
+    @classmethod
+    def _prepare_options(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        # Checked as a field, so that a bad option is named from here: prepare_options.color_mode.
+        fixed = sorted({"source", "out"} & set(v))
+        if fixed:
+            raise ValueError(
+                f"prepare_options cannot set {' or '.join(fixed)}: the source is dataset, and it is "
+                "prepared under runs_dir"
+            )
+        if v:
+            PrepareConfig(source=str(info.data.get("dataset", "")), out="", **v)  # raises ConfigError
+        return v
+
+    @field_validator("model")
+    @classmethod
+    def _model_known(cls, v: str) -> str:
+        from models.registry import names
+
+        if v not in names():
+            raise ValueError(
+                f"unknown model {v!r}{did_you_mean(v, names())}; the models are: {', '.join(names())}"
+            )
+        return v
+
     @field_validator("run_name")
     @classmethod
     def _run_name(cls, v: str | None) -> str | None:
@@ -622,18 +735,12 @@ class TrainConfig(_Validated):
         return v
 
     @model_validator(mode="after")
-    def _model_known(self) -> TrainConfig:
-        from models.registry import names
-
-        if self.model not in names():
-            raise ValueError(f"unknown model {self.model!r}; the models are: {', '.join(names())}")
+    def _options_agree(self) -> TrainConfig:
         if self.fine_tune_epochs and self.model != "xception_transfer":
             raise ValueError(
                 "fine_tune_epochs is the second phase of xception_transfer (frozen base, then all "
                 f"layers); model {self.model!r} has no pretrained base to unfreeze"
             )
-        if self.prepare_options:
-            PrepareConfig(source=self.dataset, out=self.runs_dir, **self.prepare_options)
         if self.augment_on_device:
             from pipeline.functional.tf_geometry import unsupported_options
 
@@ -649,7 +756,7 @@ class TrainConfig(_Validated):
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> TrainConfig:
         """Options from a YAML file (the mapping, or its ``train:`` section), then ``overrides``."""
-        return cls(**{**_yaml_section(path, "train"), **overrides})
+        return cls._from_yaml(path, "train", overrides)
 
     @property
     def total_epochs(self) -> int:

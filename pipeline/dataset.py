@@ -126,7 +126,9 @@ class PreparedDataset:
     ) -> Any:
         """A prefetched ``tf.data.Dataset`` of augmented batches, epoch after epoch (``epochs=None``:
         forever; give ``model.fit`` its ``steps_per_epoch``), made by ``workers`` processes."""
-        import tensorflow as tf
+        from pipeline.tf_import import import_tensorflow
+
+        tf = import_tensorflow()
 
         augmenter = _augmenter(augment)
         labels = self.labels(split)

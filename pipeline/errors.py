@@ -3,11 +3,33 @@ pydantic (decoding workers start without it)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 
-class ConfigError(ValueError):
-    """A configuration value was rejected; the message names the field, the value and what is accepted."""
+class AugpipeError(Exception):
+    """The base of augpipe's own errors: ``except AugpipeError`` catches ours, not numpy's or pydantic's."""
+
+
+class ConfigProblem(NamedTuple):
+    """One rejected field of a config model: where it is below the model, and what is wrong with it."""
+
+    loc: tuple[str | int, ...]  # () for the model as a whole
+    text: str
+
+
+class ConfigError(AugpipeError, ValueError):
+    """A configuration value was rejected; the message names the file or field, the value and what is
+    accepted, on one line (the CLI prints it as one).
+
+    problems: for a config model's error, each rejected field, so that a model holding this one, or
+    the file it came from, can name it from the top.
+    """
+
+    def __init__(self, message: str, *, problems: Sequence[ConfigProblem] = ()) -> None:
+        super().__init__(" ".join(message.splitlines()))
+        self.problems = tuple(problems)
 
 
 class SourceNotFoundError(ConfigError, FileNotFoundError):

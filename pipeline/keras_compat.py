@@ -37,16 +37,20 @@ from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import keras
 import numpy as np
-from keras.utils import PyDataset
 from PIL import Image, UnidentifiedImageError
 
-from pipeline.augment import Augmenter
-from pipeline.config import AugmentConfig
-from pipeline.functional.normalize import FitStats
-from pipeline.ingest.decode import not_regular, open_regular
-from pipeline.params import epoch_order
+from pipeline.tf_import import import_tensorflow
+
+import_tensorflow()  # TensorFlow's start-up lines dropped (see pipeline.tf_import), then Keras
+import keras  # noqa: E402
+from keras.utils import PyDataset  # noqa: E402
+
+from pipeline.augment import Augmenter  # noqa: E402
+from pipeline.config import AugmentConfig  # noqa: E402
+from pipeline.functional.normalize import FitStats  # noqa: E402
+from pipeline.ingest.decode import not_regular, open_regular  # noqa: E402
+from pipeline.params import epoch_order  # noqa: E402
 
 __all__ = ["DataFrameIterator", "DirectoryIterator", "ImageDataGenerator", "Iterator", "NumpyArrayIterator"]
 

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import cv2
 import numpy as np
 
-from pipeline.errors import SourceNotFoundError
+from pipeline.errors import ConfigError, SourceNotFoundError
 from pipeline.ingest import (
     ImageProblem,
     load_bundled_digits,
@@ -49,7 +49,8 @@ from pipeline.ingest import (
     read_manifest,
 )
 from pipeline.ingest.decode import decode_checked, read_file, resize, validate_options
-from pipeline.ingest.sources import scan_folders
+from pipeline.ingest.headers import group_by_size
+from pipeline.ingest.sources import fetch_keras_dataset, scan_folders
 
 if TYPE_CHECKING:  # not imported at run time: decoding workers then start without pydantic
     from pipeline.config import PrepareConfig
@@ -60,6 +61,10 @@ _FILE_KINDS = ("folders", "manifest")  # sources of image files; the others are 
 # less than this, for the metadata and the frames after the first that a small image may carry.
 _MIN_FILE_BOUND = 1 << 30
 _DISCARDED = ".discarded-"  # a failed run's staging folder, renamed on its way out
+# Files of several sizes are refused once one file of each of two sizes decodes: at most this many
+# files are tried in each of at most this many sizes.
+_PROOF_FILES, _PROOF_GROUPS = 4, 8
+_SIZES_NAMED, _FILES_NAMED = 5, 3  # in a mixed-size error: sizes listed, and files named for each
 _IDX_IMAGES = re.compile(r"images[-.]idx3[-.]ubyte")
 
 
@@ -167,9 +172,18 @@ def resolve_kind(cfg: PrepareConfig) -> str:
     )
 
 
-@functools.lru_cache(maxsize=2)
-def load_arrays(kind: str, source: str) -> tuple[np.ndarray, list[str], list[str]]:
-    """An array source as uint8 (N, H, W, C) images, their labels and their keys. Cached per process."""
+def load_arrays(kind: str, source: str, download: bool = False) -> tuple[np.ndarray, list[str], list[str]]:
+    """An array source as uint8 (N, H, W, C) images, their labels and their keys. Cached per process.
+
+    download: fetch a Keras dataset that Keras's cache lacks first (PrepareConfig.download).
+    """
+    if download and kind == "keras":
+        fetch_keras_dataset(source.split(":", 1)[1])
+    return _load_arrays(kind, source)
+
+
+@functools.lru_cache(maxsize=2)  # keyed without ``download``: one copy whether it was fetched or not
+def _load_arrays(kind: str, source: str) -> tuple[np.ndarray, list[str], list[str]]:
     if kind == "digits":
         images, labels, _ = load_bundled_digits()
         return images, [str(v) for v in labels], [f"digits:{i}" for i in range(len(images))]
@@ -226,7 +240,9 @@ def _gc_paused() -> Iterator[None]:
 
 
 def scan(cfg: PrepareConfig) -> list[Item]:
-    """List every sample of the source with its labels; nothing is decoded."""
+    """List every sample of the source with its labels. Without target_size, image files whose headers
+    declare several sizes raise ConfigError here, before anything is written; nothing is decoded but
+    a few of those files, to be sure that they would be kept."""
     with _gc_paused():
         return _scan(cfg)
 
@@ -243,6 +259,7 @@ def _scan(cfg: PrepareConfig) -> list[Item]:
             items += [make((path[cut:], labels, path, None, None)) for path in paths]
         # Every file, folder and symlink left out is listed in the report with its reason.
         items += [Item(s.path, (), left_out=LeftOut(s.reason, s.message)) for s in found.skipped]
+        _refuse_mixed_sizes(cfg, items, checked=True)
         return items
     if kind == "manifest":
         manifest = read_manifest(cfg.source, allow_outside_root=cfg.allow_outside_root)
@@ -252,9 +269,70 @@ def _scan(cfg: PrepareConfig) -> list[Item]:
             Item(key(rows.path), (), rows.path, left_out=LeftOut(rows.reason, rows.message))
             for rows in manifest.left_out
         ]
+        _refuse_mixed_sizes(cfg, items, checked=False)
         return items
-    _, labels, keys = load_arrays(kind, cfg.source)
+    _, labels, keys = load_arrays(kind, cfg.source, cfg.download)
     return [Item(k, (lab,), index=i) for i, (k, lab) in enumerate(zip(keys, labels, strict=True))]
+
+
+def _refuse_mixed_sizes(cfg: PrepareConfig, items: list[Item], checked: bool) -> None:
+    """Without target_size every image must decode to one size: refuse files that do not from their
+    headers (9 us a small JPEG), rather than after decoding them all. ``checked``: the scan saw that
+    each file is a regular one."""
+    if cfg.target_size is not None:
+        return
+    files = [item for item in items if item.left_out is None and item.path is not None]
+    groups = group_by_size([item.path for item in files if item.path is not None], checked)
+    if len(groups) > 1 and _decode_to_sizes(cfg, [[files[i] for i in g] for g in groups.values()], checked):
+        keys = {size: [files[i].key for i in found] for size, found in groups.items()}
+        raise ConfigError(mixed_sizes_message(keys, "by their headers"))
+
+
+def _decode_to_sizes(cfg: PrepareConfig, groups: list[list[Item]], checked: bool) -> bool:
+    """Whether the files of two groups decode to two sizes, decoding a few files of each of the
+    largest groups: a file whose header reads may still be quarantined (truncated, too large), and
+    only files that decoding keeps are worth refusing a source for."""
+    decode = functools.partial(
+        decode_checked, color_mode=cfg.color_mode, target_size=None, interpolation=cfg.interpolation,
+        keep_aspect_ratio=False, max_pixels=cfg.max_pixels,
+    )  # fmt: skip
+    max_bytes = _max_file_bytes(cfg.max_pixels)
+    sizes: set[tuple[int, ...]] = set()
+    for group in sorted(groups, key=len, reverse=True)[:_PROOF_GROUPS]:
+        for item in group[:_PROOF_FILES]:
+            assert item.path is not None
+            try:
+                sizes.add(decode(read_file(item.path, checked, max_bytes), item.path).shape[:2])
+                break
+            except (ImageProblem, OSError):
+                continue
+        if len(sizes) > 1:
+            return True
+    return False
+
+
+def mixed_sizes_message(keys_by_size: dict[tuple[int, int], list[str]], seen: str) -> str:
+    """Why images of several sizes are refused without target_size: each size, its count and a few of
+    its files (but for the most common size), and how to fix it. ``seen``: how the sizes were found."""
+    ranked = sorted(keys_by_size.items(), key=lambda entry: (-len(entry[1]), entry[0]))
+    parts = []
+    for rank, ((height, width), keys) in enumerate(ranked[:_SIZES_NAMED]):
+        part = f"{len(keys):,} {'is' if len(keys) == 1 else 'are'} {height}x{width}"
+        if rank:
+            more = f" and {len(keys) - _FILES_NAMED:,} more" if len(keys) > _FILES_NAMED else ""
+            part += f" ({', '.join(keys[:_FILES_NAMED])}{more})"
+        parts.append(part)
+    if len(ranked) > _SIZES_NAMED:
+        rest = sum(len(keys) for _, keys in ranked[_SIZES_NAMED:])
+        parts.append(f"{rest:,} more in {len(ranked) - _SIZES_NAMED} other sizes")
+    return (
+        f"images differ in size ({seen}, height x width): {'; '.join(parts)}; set target_size "
+        "(--target-size HEIGHTxWIDTH on the command line) to resize every image to one size"
+    )
+
+
+def _max_file_bytes(max_pixels: int) -> int:
+    return max(16 * max_pixels, _MIN_FILE_BOUND)
 
 
 def chunked(items: list[Item], size: int) -> list[list[Item]]:
@@ -339,9 +417,9 @@ def decode_chunk(
     reuse = _previous_index(str(previous), cfg.decode_fingerprint) if previous else {}
     arrays = None if cfg.kind in _FILE_KINDS else load_arrays(cfg.kind, cfg.source)[0]
     checked = cfg.kind == "folders"  # the scan saw that each file is a regular one: no stat needed
-    max_bytes = max(16 * cfg.max_pixels, _MIN_FILE_BOUND)
+    max_bytes = _max_file_bytes(cfg.max_pixels)
     pixels: np.ndarray | None = None  # one row per kept item, allocated at the first one
-    shapes: set[tuple[int, ...]] = set()
+    odd: dict[tuple[int, ...], list[str]] = {}  # keys of the images not of the first one's shape
     for item in items:
         if item.left_out is not None:
             record.quarantined.append({"key": item.key, **item.left_out._asdict()})
@@ -377,20 +455,22 @@ def decode_chunk(
         # is then used again while it is in the CPU's cache.
         if pixels is None:
             pixels = np.empty((len(items), *image.shape), np.uint8)
-        shapes.add(image.shape)
         if image.shape == pixels.shape[1:]:
             pixels[len(keys)] = image
+        else:
+            odd.setdefault(image.shape, []).append(item.key)
         keys.append(item.key)
         hashes.append(digest)
         labels.append(item.labels)
     split = _splitter(tuple(cfg.splits.items()), cfg.split_salt)
     record.splits = [split(key) for key in keys]
     record.listing = json.dumps(keys + hashes + ["\0".join(lab) for lab in labels])
-    if len(shapes) > 1:
-        some = sorted(shapes)[:4]
-        raise ValueError(
-            f"images differ in size ({', '.join('x'.join(map(str, s)) for s in some)}): "
-            "set target_size so that every image is resized to one size"
+    if odd:  # the scan refuses mixed sizes from the headers: this is for what they did not tell
+        assert pixels is not None
+        others = {key for group in odd.values() for key in group}
+        odd[pixels.shape[1:]] = [key for key in keys if key not in others]
+        raise ConfigError(
+            mixed_sizes_message({shape[:2]: group for shape, group in odd.items()}, "after decoding")
         )
     if pixels is not None:
         kept = pixels[: len(record.keys)]
@@ -502,10 +582,13 @@ def _finalize(cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord]) -> P
     quarantined = [q for rec in records for q in rec.quarantined]
     if not rows:
         raise ValueError(f"no usable image in {cfg.source}: {len(quarantined)} quarantined")
-    shapes = {_open_shard(p).shape[1:] for p in {r[3] for r in rows}}
-    if len(shapes) > 1:
-        raise ValueError(f"images differ in size {sorted(shapes)}: set target_size")
-    image_shape = shapes.pop()
+    shape_of = {p: _open_shard(p).shape[1:] for p in {r[3] for r in rows}}
+    image_shape = shape_of[rows[0][3]]
+    if len(set(shape_of.values())) > 1:  # each chunk is of one size, but they differ
+        keys_by_size: dict[tuple[int, int], list[str]] = {}
+        for r in rows:
+            keys_by_size.setdefault(shape_of[r[3]][:2], []).append(r[0])
+        raise ConfigError(mixed_sizes_message(keys_by_size, "after decoding"))
     rows.sort(key=itemgetter(0))
     distinct_labels = {labels for rec in records for labels in set(rec.labels)}  # a few, not one a row
     classes = sorted({lab for labels in distinct_labels for lab in labels})
@@ -773,54 +856,142 @@ def summary_markdown(result: PrepareResult) -> str:
 @contextmanager
 def decoding_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
     """Processes for decode_chunk (give it ChunkOptions), forked by a fork server that has imported
-    the decoders: forking this process could deadlock, as numpy and OpenCV start threads at import."""
+    the decoders: forking this process could deadlock, as numpy and OpenCV start threads at import.
+    On an error (a failed chunk, SIGTERM, Ctrl-C) the chunks not started are dropped, not decoded."""
     method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
     ctx = mp.get_context(method)
     if method == "forkserver":
         ctx.set_forkserver_preload([__name__])
-    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=ctx)
+    try:
         yield pool
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)  # a chunk being decoded takes under a second
+        raise
+    pool.shutdown(wait=True)
 
 
-def prepare(cfg: PrepareConfig, workers: int = 1) -> PrepareResult:
+class _Progress:
+    """Counts decoded chunks and passes (done, total) to ``on_chunk``, from whichever thread."""
+
+    def __init__(self, total: int, on_chunk: Callable[[int, int], None] | None):
+        self.total, self.done, self.on_chunk = total, 0, on_chunk
+        self._lock = threading.Lock()
+
+    def add(self, *_: object) -> None:
+        with self._lock:
+            self.done += 1
+            if self.on_chunk is not None:
+                self.on_chunk(self.done, self.total)
+
+
+def prepare(
+    cfg: PrepareConfig,
+    workers: int = 1,
+    *,
+    dask_address: str | None = None,
+    on_chunk: Callable[[int, int], None] | None = None,
+) -> PrepareResult:
     """The whole preparation from this process, decoding chunks on ``workers`` worker processes and
-    this one (the Prefect flow runs the same steps as tasks, on threads or a Dask cluster)."""
-    resolve_kind(cfg)  # a missing source fails before the output folder is made
+    this one, or on the Dask cluster at ``dask_address`` (its workers must see the source and ``out``
+    at the same paths). The Prefect flow runs the same steps as tasks.
+
+    on_chunk: called as (chunks decoded, chunks in all) while chunks finish.
+    """
+    resolve_kind(cfg)  # a missing source, or images of mixed sizes, fail before anything is written
+    chunks = chunked(scan(cfg), cfg.chunk_size)
     run = start_run(cfg)
     try:
-        if workers > 1:
-            with decoding_pool(workers) as pool:
-                # Starting a worker waits for the fork server to import the decoders: that wait goes to
-                # a thread, so that this process scans the source and starts decoding meanwhile.
-                starter = threading.Thread(target=lambda: [pool.submit(int) for _ in range(workers)])
-                starter.start()
-                try:
-                    chunks = chunked(scan(cfg), cfg.chunk_size)
-                    options = ChunkOptions.of(cfg)
-                    # This process decodes chunks from the back: while the workers start (up to its
-                    # share of them), and then those that no worker has taken yet, rather than only wait.
-                    done_here: dict[int, ChunkRecord] = {}
-                    queued = len(chunks)
-                    while len(done_here) < len(chunks) // (workers + 1) and starter.is_alive():
-                        queued -= 1
-                        done_here[queued] = decode_chunk(options, chunks[queued], run.staging, queued)
-                finally:
-                    starter.join()
-                futures = {
-                    i: pool.submit(decode_chunk, options, chunk, run.staging, i)
-                    for i, chunk in enumerate(chunks[:queued])
-                }
-                for i in reversed(range(queued)):
-                    if futures[i].cancel():
-                        done_here[i] = decode_chunk(options, chunks[i], run.staging, i)
-                records = [done_here.get(i) or futures[i].result() for i in range(len(chunks))]
+        if dask_address:
+            records = _decode_on_dask(cfg, chunks, run, dask_address, on_chunk)
+        elif workers > 1 and len(chunks) > 1:
+            records = _decode_on_processes(cfg, chunks, run, workers, on_chunk)
         else:
-            chunks = chunked(scan(cfg), cfg.chunk_size)
-            records = [decode_chunk(cfg, c, run.staging, i) for i, c in enumerate(chunks)]
+            progress = _Progress(len(chunks), on_chunk)
+            records = []
+            for i, chunk in enumerate(chunks):
+                records.append(decode_chunk(cfg, chunk, run.staging, i))
+                progress.add()
     except BaseException:
         discard_run(run)
         raise
     return finalize(cfg, run, records)
+
+
+def _decode_on_processes(
+    cfg: PrepareConfig,
+    chunks: list[list[Item]],
+    run: RunDirs,
+    workers: int,
+    on_chunk: Callable[[int, int], None] | None,
+) -> list[ChunkRecord]:
+    with decoding_pool(workers) as pool:
+        # Starting a worker waits for the fork server to import the decoders: that wait goes to a
+        # thread, so that this process starts decoding meanwhile.
+        starter = threading.Thread(target=lambda: [pool.submit(int) for _ in range(workers)])
+        starter.start()
+        try:
+            progress = _Progress(len(chunks), on_chunk)
+            options = ChunkOptions.of(cfg)
+            # This process decodes chunks from the back: while the workers start (up to its share of
+            # them), and then those that no worker has taken yet, rather than only wait.
+            done_here: dict[int, ChunkRecord] = {}
+            queued = len(chunks)
+            while len(done_here) < len(chunks) // (workers + 1) and starter.is_alive():
+                queued -= 1
+                done_here[queued] = decode_chunk(options, chunks[queued], run.staging, queued)
+                progress.add()
+        finally:
+            starter.join()
+        futures = {
+            i: pool.submit(decode_chunk, options, chunk, run.staging, i)
+            for i, chunk in enumerate(chunks[:queued])
+        }
+        for i in reversed(range(queued)):
+            if futures[i].cancel():
+                done_here[i] = decode_chunk(options, chunks[i], run.staging, i)
+                progress.add()
+            else:
+                futures[i].add_done_callback(progress.add)
+        return [done_here.get(i) or futures[i].result() for i in range(len(chunks))]
+
+
+def _decode_on_dask(
+    cfg: PrepareConfig,
+    chunks: list[list[Item]],
+    run: RunDirs,
+    address: str,
+    on_chunk: Callable[[int, int], None] | None,
+) -> list[ChunkRecord]:
+    from distributed import Client, as_completed
+
+    progress = _Progress(len(chunks), on_chunk)
+    options = ChunkOptions.of(cfg)
+    with Client(address, set_as_default=False) as client:
+        futures = [
+            client.submit(decode_chunk, options, chunk, run.staging, i, pure=False)
+            for i, chunk in enumerate(chunks)
+        ]
+        try:
+            for _ in as_completed(futures):
+                progress.add()
+            return client.gather(futures)
+        except BaseException:
+            client.cancel(futures)
+            raise
+
+
+def count_rows(result: PrepareResult) -> list[dict[str, Any]]:
+    """One row per class: its images in each split and in all."""
+    report = result.report
+    per_split = report.get("split_class_counts")
+    if per_split is None:  # a version written before reports held them: its manifest has them
+        splits = json.loads((result.version_dir / "manifest.json").read_text())["splits"]
+        per_split = {split: info["class_counts"] for split, info in splits.items()}
+    return [
+        {"class": c, **{split: counts.get(c, 0) for split, counts in per_split.items()}, "total": total}
+        for c, total in report["class_counts"].items()
+    ]
 
 
 def result_dict(result: PrepareResult) -> dict[str, Any]:

@@ -65,7 +65,9 @@ class TensorBoardWriter:
     names them, so that ``tensorboard --logdir runs/`` overlays runs."""
 
     def __init__(self, folder: Path):
-        import tensorflow as tf
+        from pipeline.tf_import import import_tensorflow
+
+        tf = import_tensorflow()
 
         self._tf = tf
         self._train = tf.summary.create_file_writer(str(folder / "train"))

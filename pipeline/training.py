@@ -172,8 +172,10 @@ def train(
 
     on_epoch: called with each epoch's metrics row. on_step: called as (step, steps in the epoch).
     """
+    from pipeline.tf_import import import_tensorflow
+
+    tf = import_tensorflow()
     import keras
-    import tensorflow as tf
 
     run_dir = Path(cfg.runs_dir) / (cfg.run_name or _new_run_name(cfg))
     state = resume_state(cfg, run_dir)

@@ -37,12 +37,15 @@ BAD_VALUES = {
     ),
     "negative_interpolation_order": (dict(interpolation_order=-1), "interpolation_order", "-1", "0"),
     "zero_zca_epsilon": (dict(zca_epsilon=0), "zca_epsilon", "0", "greater than 0"),
-    "unknown_option": (dict(rotation=10), "rotation", "10", "rotation_range"),
+    # An unknown option: its name is what is wrong, not its value, so the message gives the closest name.
+    "unknown_option": (dict(rotation=10), "rotation", "unknown option", "did you mean 'rotation_range'?"),
     "unknown_extra": (dict(extras=[{"name": "sepia"}]), "extras.0", "'sepia'", "gaussian_blur"),
     "unknown_extra_param": (
         dict(extras=[{"name": "blur", "params": {"radius": 3}}]), "extras.0", "radius", "blur_limit",
     ),
-    "unknown_extra_key": (dict(extras=[{"name": "blur", "prob": 0.5}]), "extras.0", "0.5", "name, params, p"),
+    "unknown_extra_key": (
+        dict(extras=[{"name": "blur", "prob": 0.5}]), "extras.0.prob", "unknown option", "name, params, p",
+    ),
     "extra_p_above_one": (
         dict(extras=[{"name": "blur", "p": 1.5}]), "extras.0", "1.5", "less than or equal to 1",
     ),

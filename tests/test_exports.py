@@ -9,6 +9,7 @@ def test_public_api_is_pinned():
             "AugmentConfig",
             "Augmenter",
             "AugmentPool",
+            "AugpipeError",
             "BatchParams",
             "ConfigError",
             "FitStats",

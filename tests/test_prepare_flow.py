@@ -144,19 +144,21 @@ def test_dask_cluster_gives_the_same_dataset_as_threads(class_tree, tree_result,
     assert on_dask.report["quarantined"] == on_threads.report["quarantined"]
 
 
-def test_cli_prepare_prints_counts_and_quarantined_files(class_tree, tmp_path):
+@pytest.mark.parametrize("mode", [[], ["--prefect"]], ids=["in-process", "as-flows"])
+def test_cli_prepare_prints_counts_and_quarantined_files(class_tree, tmp_path, mode):
     out = tmp_path / "cli"
     result = runner.invoke(
         app,
         [
             "prepare", str(class_tree), "--out", str(out), "--target-size", "24x24", "--chunk-size", "4",
-            "--splits", "train=0.5,validation=0.25,test=0.25", "--color-mode", "grayscale",
+            "--splits", "train=0.5,validation=0.25,test=0.25", "--color-mode", "grayscale", *mode,
         ],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert f"16 images written in {current_version(out)} (16 decoded, 0 reused)\n" in result.output
+    assert "16 images written (16 decoded, 0 reused):\n" in result.output
+    assert f"  version: {current_version(out)}\n" in result.output  # whole, on its own line
     assert "china" in result.output and "flower" in result.output
-    assert "1 quarantined files" in result.output and "broken.png" in result.output
+    assert "1 entry left out" in result.output and "broken.png" in result.output
     manifest = _manifest(current_version(out))
     assert manifest["image_shape"] == [24, 24, 1]
     assert manifest["config"]["splits"] == {"train": 0.5, "validation": 0.25, "test": 0.25}
@@ -169,7 +171,7 @@ def test_cli_prepare_reads_a_config_file_that_options_override(tmp_path):
     assert result.exit_code == 0, result.output
     manifest = _manifest(current_version(tmp_path / "from-yaml"))
     assert manifest["config"]["chunk_size"] == 900 and manifest["config"]["shard_size"] == 1000
-    assert "1797 images written" in result.output
+    assert "1,797 images written" in result.output
 
 
 @pytest.mark.parametrize(

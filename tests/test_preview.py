@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.preview import ARTIFACT_KEY, preview_augmentations, render_task, run_preview
-from flows.run import DIGITS_CONFIG
+from pipeline.defaults import DIGITS_CONFIG
 from pipeline import AugmentConfig
 from pipeline.config import FILL_MODES
 from pipeline.prepare import prepare

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -13,6 +15,7 @@ from flows.cli import app
 from flows.run import run
 from pipeline import AugmentConfig
 from pipeline.dataset import PreparedDataset
+from pipeline.job import run_job
 
 runner = CliRunner()
 
@@ -43,16 +46,50 @@ def test_run_prepares_previews_trains_and_says_where_everything_is(tmp_path):
     assert AugmentConfig.from_yaml(files["augmentation config"]).rotation_range == 15
 
 
-def test_cli_run_prints_where_results_are(tmp_path):
+def test_in_process_and_as_flows_the_job_does_the_same_work(tmp_path):
+    """One job, two ways to start it: the same seed gives the same data, previews and training."""
+    here = run_job(tmp_path / "here", seed=5, epochs=1, workers=0)
+    flows = run(tmp_path / "flows", seed=5, epochs=1, workers=0)
+    assert here.files.keys() == flows.files.keys()
+    for name in ("digits preview", "photos preview"):
+        assert here.files[name].read_bytes() == flows.files[name].read_bytes()
+    datasets = [PreparedDataset(r.files["dataset"].parents[1]) for r in (here, flows)]
+    assert datasets[0].splits == datasets[1].splits
+    for split in datasets[0].splits:
+        (xa, ya), (xb, yb) = (d.arrays(split) for d in datasets)
+        assert np.array_equal(np.asarray(xa), np.asarray(xb)) and np.array_equal(ya, yb)
+    assert here.test_accuracy == pytest.approx(flows.test_accuracy, abs=1e-6)
+    with open(here.files["metrics"]) as a, open(flows.files["metrics"]) as b:
+        loss = [[float(row["loss"]) for row in csv.DictReader(f)] for f in (a, b)]
+    assert loss[0] == pytest.approx(loss[1], rel=1e-5)
+
+
+def test_cli_run_shows_its_stages_and_epochs_and_prints_every_path_whole(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "40")  # a narrow terminal, or a log: no path may be cut
     cfg = tmp_path / "aug.yaml"
     AugmentConfig(rotation_range=40, zoom_range=0.2).to_yaml(cfg)
-    out = tmp_path / "out"
+    out = tmp_path / "a folder with a long name for its results" / "out"
     result = runner.invoke(
-        app, ["run", "--out", str(out), "--config", str(cfg), "--epochs", "1", "--workers", "0"]
+        app, ["run", "--out", str(out), "--config", str(cfg), "--epochs", "2", "--workers", "0"]
     )
     assert result.exit_code == 0, result.output
-    for name in ("digits preview", "confusion matrix", "metrics", "mlflow run", "test accuracy"):
-        assert name in result.output
+    lines = result.output.splitlines()
+    stages = [line for line in lines if line.startswith("[")]
+    assert stages == ["[1/4] preparing the digits", "[2/4] previewing the digits",
+                      "[3/4] previewing the photos", "[4/4] training"]  # fmt: skip
+    assert [line.split(":")[0] for line in lines if line.startswith("epoch ")] == [
+        "epoch 1 of 2",
+        "epoch 2 of 2",
+    ]
+    assert "trained 2 epochs, test accuracy" in result.output
+    printed = {}
+    for line in lines:
+        if line.startswith("  ") and ": " in line:
+            name, _, path = line.strip().partition(": ")
+            printed[name.rstrip(":")] = path.strip()
+    for name in ("dataset", "digits preview", "confusion matrix", "metrics", "model", "summary"):
+        assert Path(printed[name]).exists(), (name, printed)
+    assert printed["augmentation config"] == str(out.resolve() / "digits_augment.yaml")
     assert AugmentConfig.from_yaml(out / "digits_augment.yaml").rotation_range == 40
 
 
@@ -67,4 +104,4 @@ def test_cli_run_expected_mistakes_are_one_clear_line(tmp_path):
     missing = runner.invoke(app, ["run", "--config", str(tmp_path / "nope.yaml")])
     assert missing.exit_code == 2 and "config file not found" in missing.output
     model = runner.invoke(app, ["run", "--out", str(tmp_path / "out"), "--model", "vgg"])
-    assert model.exit_code == 2 and "Unknown model 'vgg'" in model.output
+    assert model.exit_code == 2 and "--model: unknown model 'vgg'; the models are: shapes_net" in model.output

@@ -357,10 +357,10 @@ def test_check_api_answers_and_fails():
         assert check.answered is False and "HTTP 503" in check.detail
 
 
-def test_doctor_without_an_api_url_uses_the_embedded_api():
+def test_doctor_without_an_api_url_says_commands_run_in_process():
     report = diagnose(api_url=None, gpus=False)
     assert report.api.answered is None and report.ok
-    assert "embedded ephemeral API" in report.api.detail
+    assert "commands run in-process" in report.api.detail
     assert report.gpus == [] and report.tensorflow_build == "not checked"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import csv
 import errno
+import hashlib
 import importlib
 import os
 import stat
@@ -20,12 +21,35 @@ from pipeline.ingest.decode import file_extension, not_regular
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp", ".gif"})
 
-# Files that keras.datasets.<name>.load_data() (Keras 3) looks for under <keras home>/datasets before
-# it downloads anything; all of them present means the call stays offline.
-KERAS_CACHE_FILES: dict[str, tuple[str, ...]] = {
-    "mnist": ("mnist.npz",),
+
+class KerasFile(NamedTuple):
+    """A file that keras.datasets.<name>.load_data() fetches with keras.utils.get_file, as it calls it."""
+
+    fname: str
+    origin: str  # Keras's URL for it
+    sha256: str | None  # the hash Keras pins (it pins none for Fashion-MNIST)
+    cache_subdir: str = "datasets"
+    extract: bool = False
+
+    @property
+    def cached(self) -> str:
+        """Where get_file keeps it, under the Keras home folder."""
+        return f"{self.cache_subdir}/{self.fname}{'_archive' if self.extract else ''}"
+
+
+# Copied from keras/src/datasets/*.py (Keras 3), which keep them inside load_data: all of a dataset's
+# files in the cache with these hashes means load_data stays offline.
+_KERAS_STORAGE = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+KERAS_FILES: dict[str, tuple[KerasFile, ...]] = {
+    "mnist": (
+        KerasFile(
+            "mnist.npz",
+            f"{_KERAS_STORAGE}mnist.npz",
+            "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1",
+        ),
+    ),
     "fashion_mnist": tuple(
-        f"fashion-mnist/{name}"
+        KerasFile(name, f"{_KERAS_STORAGE}{name}", None, "datasets/fashion-mnist")
         for name in (
             "train-labels-idx1-ubyte.gz",
             "train-images-idx3-ubyte.gz",
@@ -33,9 +57,26 @@ KERAS_CACHE_FILES: dict[str, tuple[str, ...]] = {
             "t10k-images-idx3-ubyte.gz",
         )
     ),
-    "cifar10": ("cifar-10-batches-py-target_archive",),
-    "cifar100": ("cifar-100-python-target_archive",),
+    "cifar10": (
+        KerasFile(
+            "cifar-10-batches-py-target",
+            "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+            "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
+            extract=True,
+        ),
+    ),
+    "cifar100": (
+        KerasFile(
+            "cifar-100-python-target",
+            "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+            "85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7",
+            extract=True,
+        ),
+    ),
 }
+# A folder (URL) holding the files of KERAS_FILES under the names their origins end with, for machines
+# that cannot reach Keras's servers; the hashes Keras pins are checked all the same.
+KERAS_DATASETS_URL_ENV = "AUGPIPE_KERAS_DATASETS_URL"
 
 _X_KEYS = ("x", "images", "x_train", "X", "data")
 _Y_KEYS = ("y", "labels", "y_train", "Y", "targets")
@@ -552,8 +593,9 @@ def load_npz(
     return images, labels
 
 
-def keras_datasets_dir() -> Path:
-    """The folder keras.datasets caches into, found the way Keras 3 finds it, without importing Keras."""
+def keras_home() -> Path:
+    """The folder Keras 3 caches into (``datasets/`` below it), found as keras.utils.get_file finds it,
+    without importing Keras."""
     if "KERAS_HOME" in os.environ:
         base = os.environ["KERAS_HOME"]
     else:
@@ -563,28 +605,114 @@ def keras_datasets_dir() -> Path:
     if not os.access(base, os.W_OK):
         # Keras's get_file falls back to /tmp/.keras when the base is not writable.
         base = os.path.join("/tmp", ".keras")
-    return Path(base, "datasets")
+    return Path(base)
+
+
+def keras_datasets_dir() -> Path:
+    """The folder keras.datasets caches into."""
+    return keras_home() / "datasets"
+
+
+def keras_file_url(file: KerasFile) -> str:
+    """Where ``file`` is downloaded from: the folder that AUGPIPE_KERAS_DATASETS_URL names, else Keras's."""
+    mirror = os.environ.get(KERAS_DATASETS_URL_ENV, "").strip()
+    return f"{mirror.rstrip('/')}/{file.origin.rsplit('/', 1)[1]}" if mirror else file.origin
+
+
+def _keras_files(name: str) -> tuple[KerasFile, ...]:
+    if name not in KERAS_FILES:
+        raise ValueError(f"unknown Keras dataset {name!r}; expected one of {sorted(KERAS_FILES)}")
+    return KERAS_FILES[name]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _matches_pin(path: Path, file: KerasFile) -> bool:
+    return file.sha256 is None or _sha256(path) == file.sha256
+
+
+def fetch_keras_dataset(name: str) -> None:
+    """Download the files of keras.datasets.<name> that Keras's cache lacks (or holds damaged), with
+    keras.utils.get_file, from AUGPIPE_KERAS_DATASETS_URL if set, else from Keras's servers.
+
+    A file whose sha256 is not the one Keras pins raises ValueError and is not kept; a failed download
+    raises ConnectionError.
+    """
+    home = keras_home()
+    for file in _keras_files(name):
+        path = home / file.cached
+        if not (path.is_file() and _matches_pin(path, file)):
+            _download(home, file)
+
+
+def _download(home: Path, file: KerasFile) -> None:
+    from keras.utils import get_file  # imports TensorFlow: only when there is something to download
+
+    url = keras_file_url(file)
+    target = home / file.cached
+    try:
+        get_file(
+            file.fname, origin=url, file_hash=file.sha256, cache_subdir=file.cache_subdir,
+            cache_dir=os.fspath(home), extract=file.extract, force_download=True,
+        )  # fmt: skip
+    except BaseException as err:
+        # get_file leaves a file that fails its hash in the cache, where it would be taken next time.
+        actual = _sha256(target) if file.sha256 is not None and target.is_file() else None
+        if actual is not None and actual != file.sha256:
+            target.unlink()
+            mirror = os.environ.get(KERAS_DATASETS_URL_ENV)
+            source = f"the mirror {KERAS_DATASETS_URL_ENV}={mirror!r}" if mirror else "the server"
+            raise ValueError(
+                f"{url} is not the {file.fname} Keras expects: its sha256 is {actual}, but Keras pins "
+                f"{file.sha256}; it was not kept in {target.parent}. Check that {source} serves Keras's "
+                "original files"
+            ) from None
+        if isinstance(err, Exception) and not target.is_file():  # HTTP or URL errors, a bad URL
+            raise ConnectionError(f"downloading {url} into {target.parent} failed: {err}") from err
+        raise
 
 
 def load_keras_dataset(
     name: str, allow_download: bool = False
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """keras.datasets.<name>.load_data() if its files are cached (or allow_download), images as (N, H, W, C).
+    """keras.datasets.<name>.load_data() from Keras's cache, images as (N, H, W, C), labels as int64 (N,).
 
-    Labels are flattened to int64 (N,). Without allow_download a missing cache raises FileNotFoundError
-    instead of silently fetching tens of megabytes.
+    A dataset not cached raises FileNotFoundError, rather than fetch tens of megabytes unasked;
+    allow_download fetches it first (see fetch_keras_dataset).
     """
-    if name not in KERAS_CACHE_FILES:
-        raise ValueError(f"unknown Keras dataset {name!r}; expected one of {sorted(KERAS_CACHE_FILES)}")
-    cache_dir = keras_datasets_dir()
-    missing = [f for f in KERAS_CACHE_FILES[name] if not (cache_dir / f).exists()]
-    if missing and not allow_download:
+    files = _keras_files(name)
+    if allow_download:
+        fetch_keras_dataset(name)
+    home = keras_home()
+    missing = [file for file in files if not (home / file.cached).is_file()]
+    if missing:
         raise FileNotFoundError(
-            f"Keras dataset {name!r} is not cached: {[os.fspath(cache_dir / f) for f in missing]} missing. "
-            f"Pass allow_download=True to let keras.datasets.{name}.load_data() download it."
+            f"Keras dataset {name!r} is not cached in {home / 'datasets'}; download it with --download on "
+            "the command line (download=True in PrepareConfig, allow_download=True to load_keras_dataset), "
+            f"from {KERAS_DATASETS_URL_ENV} if set, else from Keras's servers "
+            f"(missing: {', '.join(file.cached.removeprefix('datasets/') for file in missing)})"
         )
-    module = importlib.import_module(f"keras.datasets.{name}")
-    (x_train, y_train), (x_test, y_test) = module.load_data()
+    damaged = [file for file in files if not _matches_pin(home / file.cached, file)]
+    if damaged:
+        raise ValueError(
+            f"Keras dataset {name!r}: {', '.join(os.fspath(home / f.cached) for f in damaged)} does not have "
+            "the sha256 Keras pins; download it again with --download on the command line "
+            "(download=True in PrepareConfig)"
+        )
+    if name == "mnist":
+        # Read here as load_data reads it: load_data would check the hash again, and on a mismatch
+        # download the file from Keras's servers rather than the mirror.
+        with np.load(home / files[0].cached, allow_pickle=False) as f:
+            x_train, y_train, x_test, y_test = f["x_train"], f["y_train"], f["x_test"], f["y_test"]
+    else:
+        module = importlib.import_module(f"keras.datasets.{name}")
+        (x_train, y_train), (x_test, y_test) = module.load_data()
 
     def tidy(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return (x[..., None] if x.ndim == 3 else x), np.asarray(y).reshape(-1).astype(np.int64)

@@ -192,7 +192,7 @@ def test_empty_section_is_the_defaults(tmp_path):
 def test_a_megabyte_value_is_quoted_cut(tmp_path):
     path = _write(tmp_path, "fill_mode: " + "m" * (MAX_CONFIG_BYTES - 100) + "\n")
     message = _refusal(AugmentConfig.from_yaml, path)
-    assert message.startswith("AugmentConfig.fill_mode: Input should be 'nearest'")
+    assert message.startswith(f"{path}: AugmentConfig.fill_mode: Input should be 'nearest'")
     got = message.split("(got ", 1)[1]
     assert len(got) <= MAX_GOT_CHARS + 1 and "..." in got
 
@@ -214,7 +214,7 @@ def test_nested_bad_values_stay_bounded():
     extras = [{"name": "blur", "p": NAN} for _ in range(500)]
     message = str(pytest.raises(ConfigError, AugmentConfig, extras=extras).value)
     assert message.startswith(
-        "AugmentConfig.extras.0: PixelTransform.p: Input should be a finite number (got nan)"
+        "AugmentConfig.extras.0.p: Input should be a finite number (got nan); AugmentConfig.extras.1.p: "
     )
     assert len(message) <= MAX_ERROR_CHARS
 
@@ -258,8 +258,9 @@ def test_hostile_value_is_refused_in_python(case):
 def test_hostile_value_is_refused_in_yaml(tmp_path, case):
     field, value = case
     text = yaml.safe_dump({"augment": {field: value}})  # .nan, .inf, -.inf, 1.0e+30 as YAML writes them
-    message = _refusal(AugmentConfig.from_yaml, _write(tmp_path, text))
-    assert message.startswith(f"AugmentConfig.{field}: ")
+    path = _write(tmp_path, text)
+    message = _refusal(AugmentConfig.from_yaml, path)
+    assert message.startswith(f"{path}: AugmentConfig.{field}: ")
     assert "finite" in message or "at most" in message, message
     _assert_got(message, value)
 
@@ -283,10 +284,10 @@ def test_cval_nan_with_constant_fill_is_refused(value):
 
 @pytest.mark.parametrize("value", NON_FINITE)
 def test_extras_refuse_non_finite_probability_and_params(value):
-    with pytest.raises(ConfigError, match=r"extras\.0: PixelTransform\.p: Input should be a finite number"):
+    with pytest.raises(ConfigError, match=r"AugmentConfig\.extras\.0\.p: Input should be a finite number"):
         AugmentConfig(extras=[{"name": "blur", "p": value}])
     with pytest.raises(
-        ConfigError, match=rf"PixelTransform\.params: params must hold finite numbers only, but holds {value}"
+        ConfigError, match=rf"extras\.0\.params: params must hold finite numbers only, but holds {value}"
     ):
         AugmentConfig(extras=[{"name": "gaussian_blur", "params": {"sigma_limit": [0.5, value]}}])
 
@@ -301,26 +302,26 @@ TRAIN_HOSTILE = [
 @pytest.mark.parametrize("case", TRAIN_HOSTILE, ids=[_case_id(c) for c in TRAIN_HOSTILE])
 def test_train_numbers_must_be_finite(tmp_path, case):
     field, value = case
-    text = yaml.safe_dump({"train": {field: value}})
-    for build in (
-        lambda: TrainConfig(**{field: value}),
-        lambda: TrainConfig.from_yaml(_write(tmp_path, text)),
+    path = _write(tmp_path, yaml.safe_dump({"train": {field: value}}))
+    for build, where in (
+        (lambda: TrainConfig(**{field: value}), ""),
+        (lambda: TrainConfig.from_yaml(path), f"{path}: "),
     ):
         message = str(pytest.raises(ConfigError, build).value)
-        assert message.startswith(f"TrainConfig.{field}: ") and "finite" in message, message
+        assert message.startswith(f"{where}TrainConfig.{field}: ") and "finite" in message, message
 
 
 @pytest.mark.parametrize(
     "splits", [{"train": NAN}, {"train": 0.5, "test": INF}, {"train": 1.0, "validation": -INF}]
 )
 def test_prepare_splits_must_be_finite(tmp_path, splits):
-    text = yaml.safe_dump({"prepare": {"source": "digits", "out": "x", "splits": splits}})
-    for build in (
-        lambda: PrepareConfig(source="digits", out="x", splits=splits),
-        lambda: PrepareConfig.from_yaml(_write(tmp_path, text)),
+    path = _write(tmp_path, yaml.safe_dump({"prepare": {"source": "digits", "out": "x", "splits": splits}}))
+    for build, where in (
+        (lambda: PrepareConfig(source="digits", out="x", splits=splits), ""),
+        (lambda: PrepareConfig.from_yaml(path), f"{path}: "),
     ):
         message = str(pytest.raises(ConfigError, build).value)
-        assert message.startswith("PrepareConfig.splits.") and "finite number" in message, message
+        assert message.startswith(f"{where}PrepareConfig.splits.") and "finite number" in message, message
 
 
 def test_prepare_target_size_beyond_max_pixels_is_refused():

@@ -190,7 +190,7 @@ def test_augpipe_prepare_lists_every_hostile_file_and_finishes(hostile, tmp_path
     assert sorted(f["key"] for f in manifest["files"]) == hostile.kept
     assert manifest["quarantined"] == report["quarantined"]
     n = len(hostile.expected)
-    assert f"{n} quarantined files" in done.stdout and "Traceback" not in done.stdout + done.stderr
+    assert f"{n} entries left out" in done.stdout and "Traceback" not in done.stdout + done.stderr
     assert not list(out.glob(".staging-*")) and not list((out / "versions").glob(".tmp-*"))
 
 

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -34,6 +35,23 @@ def many_pngs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def large_jpegs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """600 2,000x2,000 JPEGs (tens of milliseconds each to decode): 30 pictures, each linked 20 times."""
+    root = tmp_path_factory.mktemp("large")
+    rng = np.random.default_rng(0)
+    ramp = np.add.outer(np.arange(2000), np.arange(2000)) % 256
+    for name in ("a", "b"):
+        (root / name).mkdir()
+        for i in range(15):
+            picture = (ramp + rng.integers(0, 8, (2000, 2000))).astype(np.uint8)
+            first = root / name / f"{i}-0.jpg"
+            cv2.imwrite(str(first), picture, [cv2.IMWRITE_JPEG_QUALITY, 90])
+            for k in range(1, 20):
+                os.link(first, root / name / f"{i}-{k}.jpg")
+    return root
+
+
 def _children(pid: int) -> list[int]:
     found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
     return [int(p) for p in found]
@@ -47,15 +65,75 @@ def _alive(pid: int) -> bool:
     return Path(f"/proc/{pid}/status").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()
 
 
+def _user_env() -> dict[str, str]:
+    """The environment of a user's shell: not what in-process CLI tests left in this one."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "TF_CPP_"))}
+
+
+def _stop_and_check(process: subprocess.Popen[bytes], children: list[int], out: Path, signum: int,
+                    whole_group: bool) -> None:  # fmt: skip
+    """Send the signal; the command must end by itself with 128+signal, leave no process behind and
+    no staging folder, version or CURRENT."""
+    assert process.stdout is not None
+    try:
+        if whole_group:  # Ctrl-C in a terminal reaches every process of the foreground group
+            os.killpg(process.pid, signum)
+        else:
+            process.send_signal(signum)
+        rest, _ = process.communicate(timeout=60)  # stdout closes: nothing holds it open any more
+        # Children end by themselves once the command has: the fork server, for one, when it reads
+        # the end of its parent's socket, a few milliseconds after the parent is gone.
+        deadline = time.monotonic() + 10
+        while [c for c in children if _alive(c)] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        survivors = [c for c in children if _alive(c)]
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        process.stdout.close()
+        for child in _children(process.pid) + children:
+            if _alive(child):
+                os.kill(child, signal.SIGKILL)
+    assert process.returncode == 128 + signum, rest.decode(errors="replace")[-2000:]
+    assert not survivors, "a child process outlived the command"
+    assert sorted(p.name for p in out.iterdir()) == ["versions"]  # no staging, nothing discarded left
+    assert list((out / "versions").iterdir()) == []
+    assert not (out / "CURRENT").exists()
+
+
 @pytest.mark.parametrize(("signum", "whole_group"), [(signal.SIGTERM, False), (signal.SIGINT, True)])
-def test_a_signal_mid_preparation_cleans_up_and_ends_the_command(many_pngs, tmp_path, signum, whole_group):
+def test_a_signal_mid_preparation_in_process_cleans_up_and_ends_the_command(
+    large_jpegs, tmp_path, signum, whole_group
+):
     out = tmp_path / "out"
-    command = [AUGPIPE, "prepare", str(many_pngs), "--out", str(out), "--chunk-size", "4", "--verbose"]
-    # The environment of a user's shell: not what in-process CLI tests left in this one.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    command = [AUGPIPE, "prepare", str(large_jpegs), "--out", str(out), "--chunk-size", "4", "--workers", "2"]
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path,
-        env=env,
+        env=_user_env(),
+    )  # fmt: skip
+    children: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.glob(".staging-*/chunk-*")):  # decoding has begun
+            assert process.poll() is None and time.monotonic() < deadline, "decoding never began"
+            time.sleep(0.05)
+        children = _children(process.pid)
+        assert children, "the decoding processes should be running as children"
+    except BaseException:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise
+    _stop_and_check(process, children, out, signum, whole_group)
+
+
+def test_ctrl_c_mid_preparation_as_flows_cleans_up_and_ends_the_command(many_pngs, tmp_path):
+    out = tmp_path / "out"
+    command = [AUGPIPE, "prepare", str(many_pngs), "--out", str(out), "--chunk-size", "4", "--prefect",
+               "--verbose"]  # fmt: skip
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path,
+        env=_user_env(),
     )  # fmt: skip
     children: list[int] = []
     try:
@@ -66,23 +144,11 @@ def test_a_signal_mid_preparation_cleans_up_and_ends_the_command(many_pngs, tmp_
         children = _children(process.pid)
         assert children, "Prefect's temporary server should be running as a child"
         assert list(out.glob(".staging-*"))
-        if whole_group:  # Ctrl-C in a terminal reaches every process of the foreground group
-            os.killpg(process.pid, signum)
-        else:
-            process.send_signal(signum)
-        rest, _ = process.communicate(timeout=60)  # stdout closes: nothing holds it open any more
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        for child in _children(process.pid) + children:
-            if _alive(child):
-                os.kill(child, signal.SIGKILL)
-    assert process.returncode == 128 + signum, rest.decode(errors="replace")[-2000:]
-    assert not [c for c in children if _alive(c)], "the temporary server outlived the command"
-    assert sorted(p.name for p in out.iterdir()) == ["versions"]  # no staging, nothing discarded left
-    assert list((out / "versions").iterdir()) == []
-    assert not (out / "CURRENT").exists()
+    except BaseException:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise
+    _stop_and_check(process, children, out, signal.SIGINT, whole_group=True)
 
 
 def test_file_and_class_names_print_as_text_not_markup(tmp_path):
