@@ -100,10 +100,11 @@ def _plural(count: int, noun: str, plural: str | None = None) -> str:
 
 
 def _path_lines(paths: dict[str, object]) -> None:
-    """``name: path`` lines, each path whole: no wrapping, no markup."""
+    """``name: path`` lines, each path whole and absolute: no wrapping, no markup."""
     width = max((len(name) for name in paths), default=0) + 1
     for name, path in paths.items():
-        console.print(Text(f"  {name + ':':<{width}} {path}"), soft_wrap=True)
+        shown = path.absolute() if isinstance(path, Path) else path
+        console.print(Text(f"  {name + ':':<{width}} {shown}"), soft_wrap=True)
 
 
 # ---- how a command runs: in-process, or as Prefect flows -------------------------------------------

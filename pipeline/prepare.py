@@ -963,7 +963,7 @@ def _decode_on_dask(
     address: str,
     on_chunk: Callable[[int, int], None] | None,
 ) -> list[ChunkRecord]:
-    from distributed import Client, as_completed
+    from distributed import Client
 
     progress = _Progress(len(chunks), on_chunk)
     options = ChunkOptions.of(cfg)
@@ -972,9 +972,9 @@ def _decode_on_dask(
             client.submit(decode_chunk, options, chunk, run.staging, i, pure=False)
             for i, chunk in enumerate(chunks)
         ]
+        for future in futures:
+            future.add_done_callback(progress.add)  # called on the client's thread
         try:
-            for _ in as_completed(futures):
-                progress.add()
             return client.gather(futures)
         except BaseException:
             client.cancel(futures)

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.prepare import Whole, count_rows, decode_chunk_task, prepare_dataset, run_prepare
 from pipeline.config import PrepareConfig
-from pipeline.prepare import Item, current_version, start_run
+from pipeline.prepare import Item, current_version, prepare, start_run
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -132,16 +132,25 @@ def test_dask_cluster_gives_the_same_dataset_as_threads(class_tree, tree_result,
     with distributed.LocalCluster(
         n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
     ) as cluster:
-        on_dask = run_prepare(
+        as_flow = run_prepare(
             _tree_config(class_tree, tmp_path / "dask"), dask_address=cluster.scheduler_address
         )
+        chunks: list[tuple[int, int]] = []
+        in_process = prepare(
+            _tree_config(class_tree, tmp_path / "dask-here"),
+            dask_address=cluster.scheduler_address,
+            on_chunk=lambda done, total: chunks.append((done, total)),
+        )
     on_threads, _ = tree_result
-    a, b = _content(on_threads.version_dir), _content(on_dask.version_dir)
-    assert a["files"] == b["files"] and a["classes"] == b["classes"]
-    for split in a["pixels"]:
-        assert np.array_equal(a["pixels"][split], b["pixels"][split])
-        assert np.array_equal(a["labels"][split], b["labels"][split])
-    assert on_dask.report["quarantined"] == on_threads.report["quarantined"]
+    a = _content(on_threads.version_dir)
+    assert chunks[-1][0] == chunks[-1][1] == len(chunks)  # every chunk reported once
+    for on_dask in (as_flow, in_process):
+        b = _content(on_dask.version_dir)
+        assert a["files"] == b["files"] and a["classes"] == b["classes"]
+        for split in a["pixels"]:
+            assert np.array_equal(a["pixels"][split], b["pixels"][split])
+            assert np.array_equal(a["labels"][split], b["labels"][split])
+        assert on_dask.report["quarantined"] == on_threads.report["quarantined"]
 
 
 @pytest.mark.parametrize("mode", [[], ["--prefect"]], ids=["in-process", "as-flows"])
