@@ -30,11 +30,11 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import _mnist
 import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-MNIST = ROOT / ".." / "shared" / "data" / "mnist" / "train-images-idx3-ubyte.gz"
 RESULTS = ROOT / "bench" / "results" / "augment.json"
 BATCH = 64
 # "All spatial and pixel options on", under ImageDataGenerator's names.
@@ -75,23 +75,20 @@ Runner = tuple[Callable[[], None], Callable[[], None]]  # (one pass over every i
 
 
 # ---- data -------------------------------------------------------------------------------------------
-def load_images(size: int, n: int) -> tuple[np.ndarray, str]:
-    """``n`` uint8 images (n, size, size, C) and a line saying where they come from."""
-    if size == 28:
-        if MNIST.exists():
-            with gzip.open(MNIST) as f:
-                data = f.read()
-            magic, count, rows, cols = struct.unpack(">IIII", data[:16])
-            if magic != 2051:
-                raise ValueError(f"{MNIST}: not an IDX image file (magic {magic}, expected 2051)")
-            x = np.frombuffer(data, np.uint8, count * rows * cols, 16).reshape(count, rows, cols, 1)
-            return x[:n].copy(), f"MNIST train images {MNIST.resolve()}, first {n}"
-        from sklearn.datasets import load_digits
+def load_images(size: int, n: int, mnist: Path) -> tuple[np.ndarray, str]:
+    """``n`` uint8 images (n, size, size, C) and a line saying where they come from.
 
-        digits = (load_digits().images * (255 / 16)).astype(np.uint8)
-        x = np.stack([cv2.resize(d, (28, 28), interpolation=cv2.INTER_LINEAR) for d in digits])
-        x = np.resize(x, (n, 28, 28))[..., None]
-        return x, f"MNIST NOT FOUND at {MNIST}: scikit-learn load_digits resized 8x8 -> 28x28, {n} images"
+    mnist: the folder of the canonical MNIST IDX files, read for size 28 (main checks it is there).
+    """
+    if size == 28:
+        images = mnist / _mnist.TRAIN_IMAGES
+        with gzip.open(images) as f:
+            data = f.read()
+        magic, count, rows, cols = struct.unpack(">IIII", data[:16])
+        if magic != 2051:
+            raise ValueError(f"{images}: not an IDX image file (magic {magic}, expected 2051)")
+        x = np.frombuffer(data, np.uint8, count * rows * cols, 16).reshape(count, rows, cols, 1)
+        return x[:n].copy(), f"MNIST train images {images.resolve()}, first {n}"
     import skimage.data
     from sklearn.datasets import load_sample_images
 
@@ -241,7 +238,7 @@ def measure(spec: dict) -> dict:
     fixes that number as the fewest passes lasting at least ``seconds``."""
     if spec["procs"] == 1 and spec["contender"] != "augpipe_threads":
         cv2.setNumThreads(1)  # one process means one core: no OpenCV worker threads
-    x, _ = load_images(spec["size"], spec["images"])
+    x, _ = load_images(spec["size"], spec["images"], Path(spec["mnist"]))
     run, close = globals()[spec["contender"]](x, spec["procs"])
     try:
         run()  # warm-up: pools, tracing, caches, page faults
@@ -364,10 +361,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, help="minimum seconds per timing (default 3; quick 0.3)")
     parser.add_argument("--repeats", type=int, help="timings per figure (default 3; quick 2)")
     parser.add_argument("--measure", help=argparse.SUPPRESS)  # internal: one measurement, JSON out
+    _mnist.add_option(parser)
     args = parser.parse_args()
     if args.measure:
         print(json.dumps(measure(json.loads(args.measure))))
         return
+    if 28 in args.sizes:
+        _mnist.require(
+            args.mnist, (_mnist.TRAIN_IMAGES,), hint=", or run --sizes 224 alone, which needs none"
+        )
     only = [c.strip() for c in args.only.split(",") if c.strip()]
     if unknown := set(only) - set(CONTENDERS):
         parser.error(f"--only accepts {', '.join(CONTENDERS)}, but got {', '.join(sorted(unknown))}")
@@ -388,12 +390,12 @@ def main() -> None:
         print(f"  {name}: {NOTES[name]}")
     results: dict = {}
     for size in args.sizes:
-        print(f"\n{size}x{size}: {load_images(size, counts[size])[1]}")
+        print(f"\n{size}x{size}: {load_images(size, counts[size], args.mnist)[1]}")
         table = results[str(size)] = {}
         for name in only:
             for procs in (1,) if name == "augpipe_threads" else (1, 2):
                 spec = {"contender": name, "procs": procs, "size": size, "images": counts[size],
-                        "seconds": seconds, "repeats": repeats}  # fmt: skip
+                        "seconds": seconds, "repeats": repeats, "mnist": str(args.mnist)}  # fmt: skip
                 m = table.setdefault(name, {})[str(procs)] = run_isolated(spec)
                 print(f"  {name:15} {procs} proc {m['best']:10,.0f} img/s", flush=True)
         print()

@@ -3,7 +3,8 @@
     python bench/prepare.py            # about a minute on 2 cores
     python bench/prepare.py --workers 2 --folder /tmp/mnist_png
 
-1. Writes the canonical MNIST (../shared/data/mnist) as PNG files in class folders, once.
+1. Writes the canonical MNIST (``--mnist``, default ../shared/data/mnist) as PNG files in class folders,
+   once.
 2. Files/s: one pass of ``keras.utils.image_dataset_from_directory`` over the folder, against
    ``pipeline.prepare.prepare`` (scan, decode, validate, hash, split, write shards and manifest).
 3. Epoch read speed: one pass over the prepared train shards (memory-mapped), against re-decoding
@@ -27,12 +28,13 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import _mnist
+
 ROOT = Path(__file__).resolve().parents[1]
-MNIST = ROOT / ".." / "shared" / "data" / "mnist"
 RESULTS = ROOT / "bench" / "results" / "prepare.json"
 
 
-def write_pngs(folder: Path) -> int:
+def write_pngs(folder: Path, mnist: Path) -> int:
     import cv2
 
     from pipeline.ingest import load_idx_dataset
@@ -40,11 +42,12 @@ def write_pngs(folder: Path) -> int:
     marker = folder / ".complete"
     if marker.exists():
         return int(marker.read_text())
+    _mnist.require(mnist, hint=" (or --folder FOLDER, where an earlier run wrote the PNG files)")
     shutil.rmtree(folder, ignore_errors=True)
     n = 0
     for part in ("train", "t10k"):
         x, y = load_idx_dataset(
-            MNIST / f"{part}-images-idx3-ubyte.gz", MNIST / f"{part}-labels-idx1-ubyte.gz"
+            mnist / f"{part}-images-idx3-ubyte.gz", mnist / f"{part}-labels-idx1-ubyte.gz"
         )
         for c in range(10):
             (folder / str(c)).mkdir(parents=True, exist_ok=True)
@@ -159,18 +162,17 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--measure", help=argparse.SUPPRESS)
+    _mnist.add_option(parser)
     args = parser.parse_args()
     if args.measure:
         kind, *rest = json.loads(args.measure)
         print(json.dumps({"keras": keras_pass, "prepare": augpipe_prepare, "read": read_shards,
                           "redecode": redecode}[kind](*rest)))  # fmt: skip
         return
-    if not MNIST.exists():
-        sys.exit(f"needs the canonical MNIST at {MNIST}")
     folder = args.folder / "mnist"
     out = str(args.folder / "prepared")
     t0 = time.perf_counter()
-    n = write_pngs(folder)
+    n = write_pngs(folder, args.mnist)
     stamp = datetime.now().isoformat(timespec="seconds")
     print(f"augpipe preparation benchmark, {stamp}, {os.cpu_count()} cores")
     print(f"{n} PNG files in class folders at {folder} ({time.perf_counter() - t0:.1f} s to check or write)")

@@ -3,13 +3,13 @@
     python bench/train.py                 # two runs of 5 epochs, about 5 minutes on 2 CPU cores
     python bench/train.py --epochs 1      # smoke run
 
-``mnist_convnet`` on the canonical MNIST (../shared/data/mnist: 60,000 training and 10,000 test
-images), 5 epochs, batch 64, RMSprop from Keras's default learning rate, pixels scaled to [0, 1]: the
-source material's recipe, with the learning rate decayed along a cosine by default (``--lr-schedule
-constant`` for the source's constant rate, which lands near its reported 99.1%). Batches come from
-the augmentation engine in worker processes. The figures: test accuracy (target >= 99.2% both ways),
-images/s and the fraction of step time the training loop waited for its next batch. Results go to
-bench/results/train.json.
+``mnist_convnet`` on the canonical MNIST (``--mnist``, default ../shared/data/mnist: 60,000 training and
+10,000 test images), 5 epochs, batch 64, RMSprop from Keras's default learning rate, pixels scaled to
+[0, 1]: the source material's recipe, with the learning rate decayed along a cosine by default
+(``--lr-schedule constant`` for the source's constant rate, which lands near its reported 99.1%).
+Batches come from the augmentation engine in worker processes. The figures: test accuracy (target
+>= 99.2% both ways), images/s and the fraction of step time the training loop waited for its next
+batch. Results go to bench/results/train.json.
 """
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import _mnist
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-MNIST = ROOT / ".." / "shared" / "data" / "mnist"
 RESULTS = ROOT / "bench" / "results" / "train.json"
 TARGET = 0.992
 
@@ -41,25 +42,27 @@ AUGMENTATION = {
 }
 
 
-def mnist_data():
+def mnist_data(mnist: Path):
     from pipeline.ingest import load_idx_dataset
     from pipeline.training import Split, TrainData
 
     parts = {}
     for part in ("train", "t10k"):
         x, y = load_idx_dataset(
-            MNIST / f"{part}-images-idx3-ubyte.gz", MNIST / f"{part}-labels-idx1-ubyte.gz"
+            mnist / f"{part}-images-idx3-ubyte.gz", mnist / f"{part}-labels-idx1-ubyte.gz"
         )
         parts[part] = Split(x, y.astype("int64"))
-    return TrainData(parts["train"], None, parts["t10k"], [str(c) for c in range(10)], str(MNIST))
+    return TrainData(parts["train"], None, parts["t10k"], [str(c) for c in range(10)], str(mnist))
 
 
-def run(name: str, augment: dict, epochs: int, workers: int, runs_dir: str, lr_schedule: str) -> dict:
+def run(
+    name: str, augment: dict, epochs: int, workers: int, runs_dir: str, lr_schedule: str, mnist: Path
+) -> dict:
     from pipeline.config import AugmentConfig, TrainConfig
     from pipeline.training import train
 
     cfg = TrainConfig(
-        dataset=str(MNIST), model="mnist_convnet", epochs=epochs, batch_size=64, optimizer="rmsprop",
+        dataset=str(mnist), model="mnist_convnet", epochs=epochs, batch_size=64, optimizer="rmsprop",
         learning_rate=1e-3, lr_schedule=lr_schedule, augment=AugmentConfig(**augment), seed=0,
         workers=workers, runs_dir=runs_dir, run_name=name, mlflow=False,
     )  # fmt: skip
@@ -70,7 +73,7 @@ def run(name: str, augment: dict, epochs: int, workers: int, runs_dir: str, lr_s
               flush=True)  # fmt: skip
 
     start = time.perf_counter()
-    result = train(cfg, data=mnist_data(), on_epoch=report)
+    result = train(cfg, data=mnist_data(mnist), on_epoch=report)
     return {
         "augment": augment,
         "lr_schedule": lr_schedule,
@@ -98,7 +101,9 @@ def main() -> None:
         "--lr-schedule", choices=("constant", "cosine", "exponential"), default="cosine",
         help="RMSprop's learning rate over the run (the source material keeps it constant)",
     )  # fmt: skip
+    _mnist.add_option(parser)
     args = parser.parse_args()
+    _mnist.require(args.mnist)  # before TensorFlow's import: a missing folder is one line, not a traceback
     import keras
     import tensorflow as tf
 
@@ -112,7 +117,9 @@ def main() -> None:
                 f"{name}: mnist_convnet, {args.epochs} epochs, batch 64, RMSprop ({args.lr_schedule})",
                 flush=True,
             )
-            results[name] = run(name, augment, args.epochs, args.workers, runs_dir, args.lr_schedule)
+            results[name] = run(
+                name, augment, args.epochs, args.workers, runs_dir, args.lr_schedule, args.mnist
+            )
 
     print()
     print(f"{'run':<10} {'test accuracy':>13} {'target':>7} {'images/s':>9} {'input wait':>10} {'time':>7}")
