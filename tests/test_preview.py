@@ -20,9 +20,9 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.preview import ARTIFACT_KEY, preview_augmentations, render_task, run_preview
-from pipeline.defaults import DIGITS_CONFIG
 from pipeline import AugmentConfig
 from pipeline.config import FILL_MODES
+from pipeline.defaults import DIGITS_CONFIG
 from pipeline.prepare import prepare
 from pipeline.preview import (
     SWEEPABLE,
