@@ -343,7 +343,7 @@ def test_preview_with_a_partial_override(service: Service) -> None:
 def test_serve_refuses_a_worker_deployment_and_pauses_what_it_served(service: Service) -> None:
     refused = service.cli("augpipe", "serve", "preview-augmentations", check=False)
     assert refused.returncode == 2
-    message = " ".join(refused.stdout.split())
+    message = " ".join(refused.stderr.split())  # errors go to stderr
     assert "preview-augmentations/preview-augmentations is registered on this server for work pool 'cpu'" in (
         message
     )
