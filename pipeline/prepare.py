@@ -898,13 +898,16 @@ def prepare(
 
     on_chunk: called as (chunks decoded, chunks in all) while chunks finish.
     """
-    resolve_kind(cfg)  # a missing source, or images of mixed sizes, fail before anything is written
+    kind = resolve_kind(cfg)  # a missing source, or images of mixed sizes, fail before anything is written
     chunks = chunked(scan(cfg), cfg.chunk_size)
     run = start_run(cfg)
+    # Array sources (digits, IDX, npz, Keras) are copied and hashed, not decoded: worker processes, each
+    # loading the arrays again, only add their start (MNIST: 1.45 s in this process, 1.80 s with two).
+    files = kind not in ("digits", "keras", "npz", "idx")
     try:
         if dask_address:
             records = _decode_on_dask(cfg, chunks, run, dask_address, on_chunk)
-        elif workers > 1 and len(chunks) > 1:
+        elif workers > 1 and len(chunks) > 1 and files:
             records = _decode_on_processes(cfg, chunks, run, workers, on_chunk)
         else:
             progress = _Progress(len(chunks), on_chunk)
