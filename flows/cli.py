@@ -15,6 +15,7 @@ import re
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +38,7 @@ from typer.core import TyperGroup
 
 from pipeline.config import AugmentConfig, did_you_mean
 from pipeline.errors import AugpipeError, ConfigError
+from pipeline.store import current_version
 
 if TYPE_CHECKING:
     from pipeline.prepare import PrepareResult
@@ -90,7 +92,10 @@ def _print_error(message: str) -> None:
     errors.print(Text.assemble(("error:", "bold red"), " ", " ".join(message.split())), soft_wrap=True)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, traceback_of: BaseException | None = None) -> None:
+    """Exit with one ``error:`` line; with ``traceback_of`` (--verbose), that error's traceback first."""
+    if traceback_of is not None:
+        traceback.print_exception(traceback_of, file=sys.stderr)
     _print_error(message)
     raise typer.Exit(code=USAGE_ERROR)
 
@@ -117,7 +122,11 @@ PrefectOption = Annotated[
     ),
 ]
 VerboseOption = Annotated[
-    bool, typer.Option("--verbose", help="Show Prefect's flow and task logs and TensorFlow's start-up lines.")
+    bool,
+    typer.Option(
+        "--verbose",
+        help="Show Prefect's flow and task logs, TensorFlow's start-up lines and an error's traceback.",
+    ),
 ]
 
 
@@ -299,8 +308,8 @@ def run(
                 from pipeline.job import run_job
 
                 result = run_job(out, progress=progress, **options)
-    except (AugpipeError, OSError, ValueError) as err:
-        _fail(str(err))
+    except (AugpipeError, OSError) as err:  # ours and the system's: a bug elsewhere shows its traceback
+        _fail(str(err), err if verbose else None)
         return
     accuracy = "" if result.test_accuracy is None else f", test accuracy {result.test_accuracy:.2%}"
     console.print(
@@ -479,10 +488,17 @@ def prepare(
                 result = prepare_here(
                     cfg, workers=workers or _cpus(), dask_address=address, on_chunk=display.chunk
                 )
-    except (AugpipeError, OSError, ValueError) as err:
-        _fail(str(err))
+    except (AugpipeError, OSError) as err:  # ours and the system's: a bug elsewhere shows its traceback
+        _fail(str(err), err if verbose else None)
         return
     _print_prepare_summary(result)
+
+
+def _parse_input_shape(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.lower().split("x"))
+    except ValueError as err:  # int()'s own message, as before
+        raise ConfigError(str(err)) from None
 
 
 @app.command("models")
@@ -507,14 +523,10 @@ def models_command(
         return
     _quiet_tensorflow(verbose)
     try:
-        shape = (
-            tuple(int(v) for v in input_shape.lower().split("x"))
-            if input_shape
-            else models.default_input_shape(name)
-        )
+        shape = _parse_input_shape(input_shape) if input_shape else models.default_input_shape(name)
         model = models.build(name, shape, num_classes)
-    except ValueError as err:
-        _fail(str(err))
+    except (AugpipeError, OSError) as err:
+        _fail(str(err), err if verbose else None)
         return
     table = Table(title=f"{name}: input {'x'.join(map(str, shape))}, {num_classes} classes")
     for column in ("layer", "type", "output shape", "params"):
@@ -592,7 +604,7 @@ def train_command(
             cfg = TrainConfig.from_yaml(config, **overrides)
         else:
             cfg = TrainConfig(**overrides)
-        if not (Path(cfg.dataset) / "CURRENT").exists():  # not prepared: fail now if it cannot be
+        if current_version(cfg.dataset) is None:  # not prepared: fail now if it cannot be
             from pipeline.config import PrepareConfig
             from pipeline.prepare import resolve_kind
 
@@ -613,8 +625,8 @@ def train_command(
                 from pipeline.training import train
 
                 result = train(cfg, on_epoch=display.epoch, on_step=display.step)
-    except (AugpipeError, OSError, ValueError) as err:
-        _fail(str(err))
+    except (AugpipeError, OSError) as err:  # ours and the system's: a bug elsewhere shows its traceback
+        _fail(str(err), err if verbose else None)
         return
     _print_train_summary(result)
 
@@ -677,8 +689,8 @@ def preview_command(
 
                 result = make_preview(source, config_path, samples, copies, option, seed, out)
             status.stop()
-    except (AugpipeError, OSError, ValueError) as err:
-        _fail(str(err))
+    except (AugpipeError, OSError) as err:  # ours and the system's: a bug elsewhere shows its traceback
+        _fail(str(err), err if verbose else None)
         return
     what = (
         f"a sweep of {result.sweep}"

@@ -25,7 +25,8 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from flows.parameters import resolve_config
 from pipeline import prepare
-from pipeline.config import ConfigError, PrepareConfig
+from pipeline.config import PrepareConfig
+from pipeline.errors import AugpipeError
 from pipeline.prepare import ChunkRecord, Item, PrepareResult, RunDirs, count_rows
 
 DASK_ADDRESS_ENV = "AUGPIPE_DASK_ADDRESS"
@@ -66,10 +67,10 @@ class Whole(Generic[T]):
 def is_transient(task: Any, task_run: Any, state: Any) -> bool:
     """A task's retry condition: only I/O errors (writing a staging file, a flaky network mount) are
     worth another try. A bad config, a missing source or mixed image sizes fail the same way every time
-    (ConfigError: SourceNotFoundError is also a FileNotFoundError, but no retry makes it appear)."""
+    (AugpipeError: SourceNotFoundError is also a FileNotFoundError, but no retry makes it appear)."""
     try:
         state.result()
-    except ConfigError:
+    except AugpipeError:
         return False
     except OSError:
         return True

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import TypeAdapter
 
+from pipeline.errors import AugpipeError
+
 if TYPE_CHECKING:
     from prefect import Flow
     from prefect.deployments.runner import RunnerDeployment
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
 SCHEDULE_KINDS = ("cron", "interval", "rrule")
 
 
-class ServeError(ValueError):
+class ServeError(AugpipeError, ValueError):
     """A prefect.yaml, entrypoint or name that cannot be served: the message says which and why."""
 
 

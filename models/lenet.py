@@ -4,6 +4,7 @@ import keras
 from keras import layers
 
 from models.shapes import image_shape
+from pipeline.errors import ConfigError
 
 
 def lenet5(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
@@ -13,7 +14,7 @@ def lenet5(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """
     height, width, _ = image_shape("lenet5", input_shape)
     if (height, width) not in ((32, 32), (28, 28)):
-        raise ValueError(
+        raise ConfigError(
             f"lenet5 needs 32x32 images (28x28 ones are padded to 32x32), but got {input_shape!r} instead."
         )
     inputs = keras.Input(shape=input_shape, name="image")

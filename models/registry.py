@@ -4,6 +4,7 @@ import inspect
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from pipeline.errors import ConfigError
 from pipeline.tf_import import import_tensorflow
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ def names() -> list[str]:
 def default_input_shape(name: str) -> tuple[int, int, int]:
     """The input shape the model's source material uses."""
     if name not in _BUILDERS:
-        raise ValueError(f"Unknown model {name!r}; the models are: {', '.join(_BUILDERS)}.")
+        raise ConfigError(f"Unknown model {name!r}; the models are: {', '.join(_BUILDERS)}.")
     return _BUILDERS[name][2]
 
 
@@ -40,9 +41,9 @@ def build(name: str, input_shape: tuple[int, ...], num_classes: int, **options: 
     options: the builder's keyword options, e.g. ``weights`` for ``xception_transfer``.
     """
     if name not in _BUILDERS:
-        raise ValueError(f"Unknown model {name!r}; the models are: {', '.join(_BUILDERS)}.")
+        raise ConfigError(f"Unknown model {name!r}; the models are: {', '.join(_BUILDERS)}.")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an int of at least 2, but got {num_classes!r} instead.")
+        raise ConfigError(f"num_classes must be an int of at least 2, but got {num_classes!r} instead.")
     module, function, _ = _BUILDERS[name]
     import_tensorflow()  # its start-up lines dropped before the builder's module imports Keras
     builder = getattr(import_module(module), function)
@@ -54,5 +55,5 @@ def build(name: str, input_shape: tuple[int, ...], num_classes: int, **options: 
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         takes = f"its options are {', '.join(accepted)}" if accepted else "it takes no options"
-        raise ValueError(f"{name} got unknown option(s) {', '.join(unknown)}; {takes}.")
+        raise ConfigError(f"{name} got unknown option(s) {', '.join(unknown)}; {takes}.")
     return builder(input_shape, num_classes, **options)

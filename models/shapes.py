@@ -1,4 +1,7 @@
-"""Input-shape checks shared by the model builders; they raise ValueError saying what they got."""
+"""Input-shape checks shared by the model builders; they raise ConfigError (a ValueError) saying what
+they got."""
+
+from pipeline.errors import ConfigError
 
 
 def image_shape(
@@ -11,15 +14,15 @@ def image_shape(
     """
     shape = tuple(input_shape)
     if len(shape) != 3 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
-        raise ValueError(
+        raise ConfigError(
             f"{model} needs input_shape (height, width, channels) of positive ints, "
             f"but got {input_shape!r} instead."
         )
     height, width, depth = shape
     if height < min_size or width < min_size:
-        raise ValueError(
+        raise ConfigError(
             f"{model} needs height and width of at least {min_size}, but got {input_shape!r} instead."
         )
     if channels is not None and depth != channels:
-        raise ValueError(f"{model} needs {channels} channel(s), but got {input_shape!r} instead.")
+        raise ConfigError(f"{model} needs {channels} channel(s), but got {input_shape!r} instead.")
     return height, width, depth

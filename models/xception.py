@@ -6,6 +6,7 @@ import keras
 from keras import layers
 
 from models.shapes import image_shape
+from pipeline.errors import ConfigError
 
 BASE_NAME = "xception"
 _WEIGHT_SUFFIXES = (".h5", ".keras")
@@ -22,13 +23,13 @@ def xception_transfer(
     image_shape("xception_transfer", input_shape, min_size=71, channels=3)
     if weights is not None:
         if str(weights).lower() == "imagenet":
-            raise ValueError(
+            raise ConfigError(
                 "xception_transfer never downloads weights: weights must be the path of a local .h5 or "
                 ".keras file, or None, but got 'imagenet' instead."
             )
         path = Path(weights)
         if not path.name.endswith(_WEIGHT_SUFFIXES):
-            raise ValueError(
+            raise ConfigError(
                 "xception_transfer weights must be a local .h5 or .keras file, "
                 f"but got {str(weights)!r} instead."
             )

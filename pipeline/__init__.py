@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pipeline.augment import Augmenter
     from pipeline.config import AugmentConfig, PixelTransform
-    from pipeline.errors import AugpipeError, ConfigError
+    from pipeline.errors import AugpipeError, ConfigError, DataError, RunStateError
     from pipeline.functional.normalize import FitStats
     from pipeline.keras_compat import ImageDataGenerator
     from pipeline.params import BatchParams
@@ -23,9 +23,11 @@ _WHERE = {
     "AugpipeError": "pipeline.errors",
     "BatchParams": "pipeline.params",
     "ConfigError": "pipeline.errors",
+    "DataError": "pipeline.errors",
     "FitStats": "pipeline.functional.normalize",
     "ImageDataGenerator": "pipeline.keras_compat",
     "PixelTransform": "pipeline.config",
+    "RunStateError": "pipeline.errors",
 }
 __all__ = [
     "AugmentConfig",
@@ -34,9 +36,11 @@ __all__ = [
     "AugpipeError",
     "BatchParams",
     "ConfigError",
+    "DataError",
     "FitStats",
     "ImageDataGenerator",
     "PixelTransform",
+    "RunStateError",
 ]
 
 

@@ -55,7 +55,7 @@ class Augmenter:
             or preprocessing_function
         )
         if self.output_dtype == np.uint8 and self._normalises:
-            raise ValueError(
+            raise ConfigError(
                 "output_dtype uint8 cannot hold normalised values; drop rescale, samplewise/"
                 "featurewise options and preprocessing_function, or use a float output_dtype"
             )

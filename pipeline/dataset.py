@@ -16,7 +16,7 @@ import numpy as np
 
 from pipeline.augment import Augmenter
 from pipeline.config import AugmentConfig
-from pipeline.prepare import CURRENT
+from pipeline.store import CURRENT, current_version, version_dir
 from pipeline.workers import BatchFeeder
 
 
@@ -63,12 +63,12 @@ class PreparedDataset:
     def __init__(self, path: str | Path, version: str | None = None):
         root = Path(path)
         if version is None:
-            pointer = root / CURRENT
-            if not pointer.exists():
+            current = current_version(root)
+            if current is None:
                 where = "" if root.is_absolute() else f" (resolved as {root.resolve()})"
                 raise FileNotFoundError(f"{root}{where} holds no prepared dataset (no {CURRENT} file)")
-            version = pointer.read_text().strip()
-        self.dir = root / "versions" / version
+            version = current.name
+        self.dir = version_dir(root, version)
         self.manifest: dict[str, Any] = json.loads((self.dir / "manifest.json").read_text())
         self.version = version
         self.classes: list[str] = self.manifest["classes"]

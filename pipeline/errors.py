@@ -32,6 +32,16 @@ class ConfigError(AugpipeError, ValueError):
         self.problems = tuple(problems)
 
 
+class DataError(AugpipeError, ValueError):
+    """The data cannot be used as asked: images of several sizes after decoding, a dataset without a
+    train split, multi-label data for a softmax model, an empty split. The message names the source."""
+
+
+class RunStateError(AugpipeError, ValueError):
+    """A run folder's state forbids the request: the run has finished, was started with another
+    configuration, or holds a checkpoint this augpipe cannot resume. The message names the folder."""
+
+
 class SourceNotFoundError(ConfigError, FileNotFoundError):
     """A source or dataset path that does not exist; the message gives it as given and as resolved.
     A ConfigError too: trying again cannot help, so flows do not retry it."""

@@ -24,7 +24,7 @@ _C2 = np.uint64(0x94D049BB133111EB)
 # Fixed slots: one per independent draw, so options never shift each other's streams.
 SLOT_THETA, SLOT_TX, SLOT_TX_SIGN, SLOT_TY, SLOT_TY_SIGN = 0, 1, 2, 3, 4
 SLOT_SHEAR, SLOT_ZX, SLOT_ZY, SLOT_FLIP_H, SLOT_FLIP_V = 5, 6, 7, 8, 9
-SLOT_CHANNEL_SHIFT, SLOT_BRIGHTNESS, SLOT_CROP = 10, 11, 12
+SLOT_CHANNEL_SHIFT, SLOT_BRIGHTNESS = 10, 11
 SLOT_EXTRAS = 16  # extra k uses SLOT_EXTRAS + 2k (apply gate) and + 2k + 1 (its own seed)
 
 KERAS_KEYS = (
@@ -123,9 +123,6 @@ class BatchParams:
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return (self[i] for i in range(len(self)))
-
-    def to_records(self) -> list[dict[str, Any]]:
-        return list(self)
 
 
 def draw(

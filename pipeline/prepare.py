@@ -3,12 +3,7 @@
 The steps are plain functions so that a Prefect flow (``flows/prepare.py``) can run the chunks in
 parallel, on threads or on a Dask cluster; chunks pass file paths and small records, not arrays.
 
-Layout of a prepared dataset folder::
-
-    OUT/CURRENT                      name of the complete version to read (replaced atomically)
-    OUT/versions/v00003/manifest.json, report.json
-    OUT/versions/v00003/<split>/images-00000.npy ...   uint8 (n, H, W, C) shards, memory-mappable
-    OUT/versions/v00003/<split>/labels.npy
+The layout of the folder written (versions, CURRENT) is :mod:`pipeline.store`'s.
 """
 
 from __future__ import annotations
@@ -31,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -39,7 +34,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import cv2
 import numpy as np
 
-from pipeline.errors import ConfigError, SourceNotFoundError
+from pipeline.errors import ConfigError, DataError, SourceNotFoundError
 from pipeline.ingest import (
     ImageProblem,
     load_bundled_digits,
@@ -51,11 +46,20 @@ from pipeline.ingest import (
 from pipeline.ingest.decode import decode_checked, read_file, resize, validate_options
 from pipeline.ingest.headers import group_by_size
 from pipeline.ingest.sources import fetch_keras_dataset, scan_folders
+from pipeline.io import write_atomic
+from pipeline.store import (
+    UNFINISHED,
+    current_version,
+    next_version_name,
+    switch_current,
+    unfinished_dir,
+    version_dir,
+    versions_dir,
+)
 
 if TYPE_CHECKING:  # not imported at run time: decoding workers then start without pydantic
     from pipeline.config import PrepareConfig
 
-CURRENT = "CURRENT"
 _FILE_KINDS = ("folders", "manifest")  # sources of image files; the others are arrays
 # The largest file read as one image: 16 bytes a pixel of max_pixels (16-bit RGBA takes 8), and never
 # less than this, for the metadata and the frames after the first that a small image may carry.
@@ -166,7 +170,7 @@ def resolve_kind(cfg: PrepareConfig) -> str:
         return "npz"
     if _IDX_IMAGES.search(path.name):
         return "idx"
-    raise ValueError(
+    raise ConfigError(
         f"cannot tell what kind of source {cfg.source} is: expected a folder, a .csv manifest, an .npz "
         "file, an IDX images file, 'digits' or 'keras:<name>' (or set kind)"
     )
@@ -221,7 +225,7 @@ def _uint8(images: np.ndarray, source: str) -> np.ndarray:
     if images.ndim == 3:
         images = images[..., None]
     if images.dtype != np.uint8:
-        raise ValueError(f"{source}: images must be uint8 0-255, but got {images.dtype}")
+        raise DataError(f"{source}: images must be uint8 0-255, but got {images.dtype}")
     return images
 
 
@@ -241,7 +245,7 @@ def _gc_paused() -> Iterator[None]:
 
 def scan(cfg: PrepareConfig) -> list[Item]:
     """List every sample of the source with its labels. Without target_size, image files whose headers
-    declare several sizes raise ConfigError here, before anything is written; nothing is decoded but
+    declare several sizes raise DataError here, before anything is written; nothing is decoded but
     a few of those files, to be sure that they would be kept."""
     with _gc_paused():
         return _scan(cfg)
@@ -285,7 +289,7 @@ def _refuse_mixed_sizes(cfg: PrepareConfig, items: list[Item], checked: bool) ->
     groups = group_by_size([item.path for item in files if item.path is not None], checked)
     if len(groups) > 1 and _decode_to_sizes(cfg, [[files[i] for i in g] for g in groups.values()], checked):
         keys = {size: [files[i].key for i in found] for size, found in groups.items()}
-        raise ConfigError(mixed_sizes_message(keys, "by their headers"))
+        raise DataError(mixed_sizes_message(keys, "by their headers"))
 
 
 def _decode_to_sizes(cfg: PrepareConfig, groups: list[list[Item]], checked: bool) -> bool:
@@ -344,17 +348,17 @@ def start_run(cfg: PrepareConfig) -> RunDirs:
     """Create this run's staging folder; leftovers of killed runs (their owner process is gone) are
     removed first, while a run still going in the same folder is left alone."""
     out = Path(cfg.out)
-    (out / "versions").mkdir(parents=True, exist_ok=True)
+    versions_dir(out).mkdir(parents=True, exist_ok=True)
     for staging in out.glob(".staging-*"):
         if not _owner_alive(staging):
             run_id = staging.name.removeprefix(".staging-")
-            shutil.rmtree(out / "versions" / f".tmp-{run_id}", ignore_errors=True)
+            shutil.rmtree(unfinished_dir(out, run_id), ignore_errors=True)
             shutil.rmtree(staging, ignore_errors=True)
     for doomed in out.glob(f"{_DISCARDED}*"):  # a run stopped while it was removing its files
         shutil.rmtree(doomed, ignore_errors=True)
     live = {p.name.removeprefix(".staging-") for p in out.glob(".staging-*")}
-    for tmp in (out / "versions").glob(".tmp-*"):
-        if tmp.name.removeprefix(".tmp-") not in live:
+    for tmp in versions_dir(out).glob(f"{UNFINISHED}*"):
+        if tmp.name.removeprefix(UNFINISHED) not in live:
             shutil.rmtree(tmp, ignore_errors=True)
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     staging = out / f".staging-{run_id}"
@@ -377,13 +381,6 @@ def _owner_alive(staging: Path) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def current_version(out: str | Path) -> Path | None:
-    pointer = Path(out) / CURRENT
-    if not pointer.exists():
-        return None
-    return Path(out) / "versions" / pointer.read_text().strip()
 
 
 @functools.lru_cache(maxsize=4)
@@ -469,7 +466,7 @@ def decode_chunk(
         assert pixels is not None
         others = {key for group in odd.values() for key in group}
         odd[pixels.shape[1:]] = [key for key in keys if key not in others]
-        raise ConfigError(
+        raise DataError(
             mixed_sizes_message({shape[:2]: group for shape, group in odd.items()}, "after decoding")
         )
     if pixels is not None:
@@ -478,10 +475,9 @@ def decode_chunk(
         # parallel, rather than finalize reading every train pixel again.
         record.train_histogram = pixel_histogram(kept[[s == "train" for s in record.splits]])
         path = staging / f"chunk-{chunk_id:05d}.npy"
-        tmp = path.with_suffix(".tmp.npy")
         with _naming_a_full_disk(staging):
-            np.save(tmp, kept)
-        os.replace(tmp, path)
+            # Not make_parent: a discarded run's staging folder is renamed away so that this write fails.
+            write_atomic(path, lambda tmp: np.save(tmp, kept), make_parent=False)
         record.pixels = str(path)
     return record
 
@@ -557,7 +553,7 @@ def discard_run(run: RunDirs) -> None:
     Chunks may still be decoding on other threads: the staging folder is renamed first, so that their
     writes fail instead of refilling it, and removed until it is gone."""
     _open_shard.cache_clear()
-    shutil.rmtree(run.out / "versions" / f".tmp-{run.run_id}", ignore_errors=True)
+    shutil.rmtree(unfinished_dir(run.out, run.run_id), ignore_errors=True)
     doomed = run.out / f"{_DISCARDED}{run.run_id}"
     try:
         os.replace(run.staging, doomed)
@@ -581,14 +577,14 @@ def _finalize(cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord]) -> P
     ]
     quarantined = [q for rec in records for q in rec.quarantined]
     if not rows:
-        raise ValueError(f"no usable image in {cfg.source}: {len(quarantined)} quarantined")
+        raise DataError(f"no usable image in {cfg.source}: {len(quarantined)} quarantined")
     shape_of = {p: _open_shard(p).shape[1:] for p in {r[3] for r in rows}}
     image_shape = shape_of[rows[0][3]]
     if len(set(shape_of.values())) > 1:  # each chunk is of one size, but they differ
         keys_by_size: dict[tuple[int, int], list[str]] = {}
         for r in rows:
             keys_by_size.setdefault(shape_of[r[3]][:2], []).append(r[0])
-        raise ConfigError(mixed_sizes_message(keys_by_size, "after decoding"))
+        raise DataError(mixed_sizes_message(keys_by_size, "after decoding"))
     rows.sort(key=itemgetter(0))
     distinct_labels = {labels for rec in records for labels in set(rec.labels)}  # a few, not one a row
     classes = sorted({lab for labels in distinct_labels for lab in labels})
@@ -615,8 +611,7 @@ def _finalize(cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord]) -> P
     for r in rows:
         split_rows[r[5]].append(r)
 
-    versions = run.out / "versions"
-    tmp = versions / f".tmp-{run.run_id}"
+    tmp = unfinished_dir(run.out, run.run_id)
     tmp.mkdir()
     files: list[dict[str, Any]] = []
     split_info: dict[str, Any] = {}
@@ -675,23 +670,18 @@ def _publish(run: RunDirs, tmp: Path, manifest: dict[str, Any]) -> Path:
     A finalize running beside this one may take that number first: the rename then fails (a version
     folder is never empty) and the next number is tried, so that neither run loses its version.
     """
-    versions = run.out / "versions"
     while True:
-        numbers = [int(p.name[1:]) for p in versions.glob("v[0-9]*") if p.name[1:].isdigit()]
-        name = f"v{max(numbers, default=0) + 1:05d}"
+        name = next_version_name(run.out)
         if manifest["version"] != name:
             manifest["version"] = name
             (tmp / "manifest.json").write_bytes(_compact_json(manifest))
         try:
-            os.rename(tmp, versions / name)
+            os.rename(tmp, version_dir(run.out, name))
             break
         except OSError as err:
             if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                 raise
-    pointer = run.out / f".{CURRENT}.{run.run_id}"
-    pointer.write_text(name + "\n")
-    os.replace(pointer, run.out / CURRENT)  # the switch: readers see the old or the new version, whole
-    return versions / name
+    return switch_current(run.out, name)  # readers see the old or the new version, whole
 
 
 class DiskFullError(OSError):
@@ -728,7 +718,7 @@ def _check_splits(source: str, splits: dict[str, float], counts: Counter[str]) -
     if empty:
         total = sum(counts.values())
         asked = ",".join(f"{name}={fraction:g}" for name, fraction in splits.items())
-        raise ValueError(
+        raise DataError(
             f"{source}: {'split' if len(empty) == 1 else 'splits'} {' and '.join(empty)} would be empty: "
             f"{total} {'image' if total == 1 else 'images'} cut at {asked} by a hash of their keys give "
             f"{', '.join(f'{name} {counts[name]}' for name in splits)}; add images, or ask for fewer "
@@ -995,7 +985,3 @@ def count_rows(result: PrepareResult) -> list[dict[str, Any]]:
         {"class": c, **{split: counts.get(c, 0) for split, counts in per_split.items()}, "total": total}
         for c, total in report["class_counts"].items()
     ]
-
-
-def result_dict(result: PrepareResult) -> dict[str, Any]:
-    return {**asdict(result), "version_dir": str(result.version_dir)}

@@ -1,6 +1,7 @@
 """Previews of what an augmentation does: augmented copies and one-option sweeps, as PNG and HTML.
 
 >>> p = preview(images, AugmentConfig(rotation_range=20), copies=7, seed=0)
+>>> from pipeline.io import png_bytes, write_atomic
 >>> write_atomic("preview.png", png_bytes(p.picture))
 >>> write_atomic("preview.html", preview_html(p).encode())
 >>> s = sweep(images, config, "rotation_range", steps=7)     # -r .. +r, every other option off
@@ -16,10 +17,8 @@ import base64
 import html
 import json
 import math
-import os
 import re
-import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,52 +28,9 @@ import numpy as np
 
 from pipeline.augment import Augmenter
 from pipeline.config import FILL_MODES, AugmentConfig
-from pipeline.errors import SourceNotFoundError
+from pipeline.errors import ConfigError, DataError, SourceNotFoundError
+from pipeline.io import png_bytes, write_atomic
 from pipeline.params import BatchParams, columns_from_dicts
-
-
-# ---- pictures ------------------------------------------------------------------------------------
-def png_bytes(picture: np.ndarray) -> bytes:
-    """A uint8 RGB picture encoded as PNG; equal pictures give equal bytes."""
-    ok, data = cv2.imencode(
-        ".png", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9]
-    )
-    if not ok:
-        raise ValueError(f"could not encode a picture of shape {picture.shape} as PNG")
-    return data.tobytes()
-
-
-def write_atomic(path: str | Path, data: bytes | Callable[[Path], object]) -> Path:
-    """Write ``data`` to a temporary file beside ``path``, then rename it into place: readers never
-    see a half-written file.
-
-    data: the bytes, or a function that writes the file at the path it is given (``model.save``).
-    Tests set AUGPIPE_TEST_DIE_AFTER_WRITES=N to have the process SIGKILL itself right after its
-    N-th write: a kill between any two of the steps every file goes through.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # The suffix repeated at the end: writers such as model.save check it.
-    tmp = path.with_name(f".{path.name}-{os.getpid()}-{secrets.token_hex(4)}{path.suffix}")
-    try:
-        if callable(data):
-            data(tmp)
-        else:
-            # os.open, not mkstemp: the file gets the umask's permissions, not mkstemp's private 0600.
-            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as f:
-                f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    writes_left = os.environ.get("AUGPIPE_TEST_DIE_AFTER_WRITES", "")
-    if writes_left == "1":
-        import signal
-
-        os.kill(os.getpid(), signal.SIGKILL)
-    elif writes_left.isdigit() and int(writes_left) > 1:
-        os.environ["AUGPIPE_TEST_DIE_AFTER_WRITES"] = str(int(writes_left) - 1)
-    return path
 
 
 # ---- what a preview holds ------------------------------------------------------------------------
@@ -219,7 +175,7 @@ def preview(
     """
     images, idx, labels = _take(images, samples, indices, labels)
     if copies < 1:
-        raise ValueError(f"copies must be >= 1, but got {copies}")
+        raise ConfigError(f"copies must be >= 1, but got {copies}")
     augmenter = Augmenter(config)
     keys = _active_keys(config)
     fill = (
@@ -259,7 +215,7 @@ def sweep_option(option: str) -> str:
     name = option.strip().lower().replace("-", "_")
     name = name if name in SWEEPABLE else f"{name}_range"
     if name not in SWEEPABLE:
-        raise ValueError(f"cannot sweep option {option!r}; accepted: {', '.join(SWEEPABLE)}")
+        raise ConfigError(f"cannot sweep option {option!r}; accepted: {', '.join(SWEEPABLE)}")
     return name
 
 
@@ -284,7 +240,7 @@ def sweep(
     """
     name = sweep_option(option)
     if steps < 1:
-        raise ValueError(f"steps must be >= 1, but got {steps}")
+        raise ConfigError(f"steps must be >= 1, but got {steps}")
     images, idx, labels = _take(images, samples, indices, labels)
     # Only how warps are computed survives: the swept option is set through the params, not the config.
     base = AugmentConfig(
@@ -353,10 +309,10 @@ def _take(
     if images.ndim == 3:
         images = images[..., None]
     if images.ndim != 4 or not len(images):
-        raise ValueError(f"expected a non-empty batch of (N, H, W, C) images, but got shape {images.shape}")
+        raise DataError(f"expected a non-empty batch of (N, H, W, C) images, but got shape {images.shape}")
     if samples is not None:
         if samples < 1:
-            raise ValueError(f"samples must be >= 1, but got {samples}")
+            raise ConfigError(f"samples must be >= 1, but got {samples}")
         images = images[:samples]
     n = len(images)
     idx = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)[:n]
@@ -519,7 +475,7 @@ def spread_over_classes(labels: np.ndarray, n: int) -> np.ndarray:
 
 def source_kind(source: str) -> str:
     """What ``source`` is, ``digits``, ``photos``, ``prepared`` or ``npz``, without loading it;
-    FileNotFoundError or ValueError with one clear line otherwise."""
+    SourceNotFoundError, ConfigError or DataError with one clear line otherwise."""
     if source in ("digits", "photos"):
         return source
     path = Path(source)
@@ -529,11 +485,11 @@ def source_kind(source: str) -> str:
         from pipeline.dataset import PreparedDataset
 
         if "train" not in PreparedDataset(path).splits:  # raises if the folder holds no prepared dataset
-            raise ValueError(f"{source}: the prepared dataset has no train split")
+            raise DataError(f"{source}: the prepared dataset has no train split")
         return "prepared"
     if path.suffix.lower() == ".npz":
         return "npz"
-    raise ValueError(f"cannot preview source {source}: expected {SOURCES}")
+    raise ConfigError(f"cannot preview source {source}: expected {SOURCES}")
 
 
 def load_samples(source: str, samples: int = 8) -> PreviewSamples:
@@ -543,7 +499,7 @@ def load_samples(source: str, samples: int = 8) -> PreviewSamples:
     from pipeline.ingest import load_bundled_digits, load_bundled_photos, load_npz
 
     if samples < 1:
-        raise ValueError(f"samples must be >= 1, but got {samples}")
+        raise ConfigError(f"samples must be >= 1, but got {samples}")
     kind = source_kind(source)
     if kind == "digits":
         images, labels, _ = load_bundled_digits()
@@ -566,7 +522,7 @@ def load_samples(source: str, samples: int = 8) -> PreviewSamples:
     try:
         images, labels = load_npz(source)
     except KeyError as err:  # a missing key: say so in one line, without KeyError's quotes
-        raise ValueError(err.args[0]) from None
+        raise DataError(err.args[0]) from None
     return _chosen(images, labels, samples, source)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pipeline.preview import write_atomic
+from pipeline.io import write_atomic
 
 EPOCH_COLUMNS = (
     "epoch",

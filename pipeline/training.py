@@ -11,7 +11,7 @@ finishes its reports when it was killed after its last epoch. With the same seed
 uninterrupted run: batch order and augmentation depend only on (seed, epoch, index), and each
 checkpoint keeps the state of every random generator the model draws from (Dropout's).
 
-Every file goes through :func:`~pipeline.preview.write_atomic`, and ``state.json`` is written last at
+Every file goes through :func:`~pipeline.io.write_atomic`, and ``state.json`` is written last at
 each step: the checkpoint it names, the epochs it lists and the MLflow run it keys move together.
 """
 
@@ -34,9 +34,11 @@ import yaml
 
 from pipeline import tracking
 from pipeline.augment import Augmenter
-from pipeline.config import AugmentConfig, ConfigError, PrepareConfig, TrainConfig
+from pipeline.config import AugmentConfig, PrepareConfig, TrainConfig
+from pipeline.errors import DataError, RunStateError
 from pipeline.functional import normalize
-from pipeline.preview import png_bytes, write_atomic
+from pipeline.io import png_bytes, write_atomic
+from pipeline.store import current_version
 from pipeline.workers import BatchFeeder
 
 CHECKPOINTS = "checkpoints"  # the run's folder of epoch checkpoints and its state record
@@ -119,10 +121,8 @@ class RunState:
 def dataset_folder(cfg: TrainConfig) -> Path:
     """Where ``cfg.dataset`` is prepared: the folder itself when it is a prepared dataset, else the
     folder under runs_dir that :func:`resolve_dataset` prepares the source into (nothing is read)."""
-    from pipeline.prepare import CURRENT
-
     path = Path(cfg.dataset)
-    if (path / CURRENT).exists():
+    if current_version(path) is not None:
         return path
     slug = hashlib.blake2b(cfg.dataset.encode(), digest_size=4).hexdigest()
     name = "".join(c if c.isalnum() else "-" for c in path.name or cfg.dataset).strip("-")
@@ -147,7 +147,7 @@ def load_data(cfg: TrainConfig) -> TrainData:
     ds = PreparedDataset(path)
     labels = {s: ds.labels(s) for s in ds.splits}
     if any(v.ndim != 1 for v in labels.values()):
-        raise ConfigError(
+        raise DataError(
             f"{cfg.dataset} has multi-label images; the models end in a softmax and train on one label "
             "per image"
         )
@@ -188,7 +188,7 @@ def train(
     num_classes = len(data.classes)
     for name, split in (("train", data.train), ("validation", data.validation), ("test", data.test)):
         if split is not None and len(split) and (split.labels.min() < 0 or split.labels.max() >= num_classes):
-            raise ConfigError(f"{name} labels must be class indices 0..{num_classes - 1}")
+            raise DataError(f"{name} labels must be class indices 0..{num_classes - 1}")
 
     for folder in (run_dir / CHECKPOINTS, run_dir / "tensorboard"):
         folder.mkdir(parents=True, exist_ok=True)
@@ -408,7 +408,7 @@ def restore_seed_states(model: Any, state: RunState) -> None:
     saved = {id(v) for v in model.weights}
     variables = [v for v in model.variables if id(v) not in saved]
     if len(variables) != len(state.seed_states):
-        raise ConfigError(
+        raise RunStateError(
             f"the checkpoint {state.checkpoint} has {len(variables)} random generators but its state "
             f"records {len(state.seed_states)}; it cannot be resumed as the same run"
         )
@@ -640,19 +640,19 @@ def resume_state(cfg: TrainConfig, run_dir: Path) -> RunState | None:
     state = read_state(run_dir)
     if state is None:
         if run_dir.exists() and any(run_dir.iterdir()) and (run_dir / "summary.json").exists():
-            raise ConfigError(f"{run_dir} holds another run; choose another run_name")
+            raise RunStateError(f"{run_dir} holds another run; choose another run_name")
         return None
     if state.checkpoint is None:  # nothing trained yet
         return state if cfg.resume and state.config_digest == _digest(cfg) else None
     if not cfg.resume:
-        raise ConfigError(f"{run_dir} holds a run already; choose another run_name, or resume it")
+        raise RunStateError(f"{run_dir} holds a run already; choose another run_name, or resume it")
     if state.config_digest != _digest(cfg):
-        raise ConfigError(
+        raise RunStateError(
             f"{run_dir} was started with another configuration (see its config.yaml); only "
             f"{', '.join(sorted(_RESUMABLE))} may change when a run is resumed"
         )
     if state.finished and (state.epochs_done >= cfg.total_epochs or state.stopped_early):
-        raise ConfigError(
+        raise RunStateError(
             f"{run_dir} has finished ({state.epochs_done} epochs"
             f"{', stopped early' if state.stopped_early else ''}); choose another run_name, or "
             "more epochs to continue it"
@@ -668,7 +668,7 @@ def read_state(run_dir: Path) -> RunState | None:
     try:
         return RunState(**json.loads(path.read_text()))
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"{path} is not a run record this augpipe can resume ({err})") from None
+        raise RunStateError(f"{path} is not a run record this augpipe can resume ({err})") from None
 
 
 def _write_state(run_dir: Path, state: RunState) -> None:

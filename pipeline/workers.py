@@ -67,10 +67,6 @@ def _run_chunk(job: dict[str, Any], start: int, stop: int, indices: np.ndarray) 
     return start, stop
 
 
-def _run_chunk_star(args: tuple[Any, ...]) -> tuple[int, int]:
-    return _run_chunk(*args)
-
-
 def _augment_slot(job: dict[str, Any], slot: int, n: int, indices: np.ndarray, epoch: int) -> None:
     slots = _state.setdefault("slots", {})
     if job["src"] not in slots:

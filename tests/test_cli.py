@@ -56,6 +56,19 @@ def test_every_expected_mistake_is_one_error_line_and_status_2(args, says):
     assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], result.output
 
 
+def test_verbose_shows_the_traceback_of_an_expected_mistake_before_its_error_line():
+    quiet = runner.invoke(app, ["preview", "--sweep", "rotaton"], prog_name="augpipe")
+    assert quiet.exit_code == 2 and "Traceback" not in quiet.output
+    assert quiet.output.strip().splitlines() == [quiet.output.strip()]
+    verbose = runner.invoke(app, ["preview", "--sweep", "rotaton", "--verbose"], prog_name="augpipe")
+    assert verbose.exit_code == 2, verbose.output
+    lines = verbose.output.strip().splitlines()
+    assert lines[0] == "Traceback (most recent call last):"
+    assert "pipeline.errors.ConfigError: cannot sweep option 'rotaton'" in verbose.output
+    assert lines[-1] == quiet.output.strip()
+    assert [line for line in lines if line.startswith("error:")] == lines[-1:]
+
+
 def test_a_config_typo_names_the_file_and_the_close_match(tmp_path):
     config = tmp_path / "aug.yaml"
     config.write_text("rotaton_range: 10\n")

@@ -12,9 +12,11 @@ def test_public_api_is_pinned():
             "AugpipeError",
             "BatchParams",
             "ConfigError",
+            "DataError",
             "FitStats",
             "ImageDataGenerator",
             "PixelTransform",
+            "RunStateError",
         ]
     )
     for name in pipeline.__all__:

@@ -12,7 +12,8 @@ from PIL import Image
 from PIL.ExifTags import Base
 
 import pipeline.prepare as prepare_module
-from pipeline.config import ConfigError, PrepareConfig
+from pipeline.config import PrepareConfig
+from pipeline.errors import DataError
 from pipeline.ingest import decode_image
 from pipeline.ingest.headers import group_by_size, header_size
 from pipeline.prepare import Item, decode_chunk, finalize, prepare, scan, start_run
@@ -116,7 +117,7 @@ def test_mixed_sizes_are_refused_from_the_headers_before_anything_is_decoded(
 ):
     out = tmp_path / "out"
     cfg = PrepareConfig(source=str(mixed_tree), out=str(out))
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(DataError) as caught:
         scan(cfg)
     assert str(caught.value) == (
         "images differ in size (by their headers, height x width): 10 are 20x30; "
@@ -128,7 +129,7 @@ def test_mixed_sizes_are_refused_from_the_headers_before_anything_is_decoded(
         raise AssertionError("a chunk was decoded")
 
     monkeypatch.setattr(prepare_module, "decode_chunk", no_decoding)
-    with pytest.raises(ConfigError, match="2 are 24x24 .*--target-size HEIGHTxWIDTH"):
+    with pytest.raises(DataError, match="2 are 24x24 .*--target-size HEIGHTxWIDTH"):
         prepare(cfg)
     _assert_nothing_written(out)
 
@@ -137,7 +138,7 @@ def test_many_sizes_are_summed_up(tmp_path):
     for i in range(8):
         for j in range(i + 1):
             _write(tmp_path / "src" / "c" / f"s{i}-{j}.png", 10 + i, 10)
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(DataError) as caught:
         scan(PrepareConfig(source=str(tmp_path / "src"), out=str(tmp_path / "out")))
     assert "8 are 17x10; 7 are 16x10 (c/s6-0.png, c/s6-1.png, c/s6-2.png and 4 more); " in str(caught.value)
     assert "; 6 more in 3 other sizes; set target_size" in str(caught.value)
@@ -150,7 +151,7 @@ def test_a_manifest_of_mixed_sizes_names_files_relative_to_it(tmp_path):
     _write(data / "b" / "3.png", 16, 24)
     (data / "labels.csv").write_text("path,label\na/1.png,x\na/2.png,y\nb/3.png,x\n")
     cfg = PrepareConfig(source=str(data / "labels.csv"), out=str(tmp_path / "out"))
-    with pytest.raises(ConfigError, match=r": 2 are 16x16; 1 is 16x24 \(b/3\.png\); set target_size"):
+    with pytest.raises(DataError, match=r": 2 are 16x16; 1 is 16x24 \(b/3\.png\); set target_size"):
         scan(cfg)
     assert not (tmp_path / "out").exists()
 
@@ -188,7 +189,7 @@ def test_decoding_still_refuses_what_headers_did_not_tell(mixed_tree, tmp_path):
 
     run = start_run(cfg)
     try:
-        with pytest.raises(ConfigError) as caught:
+        with pytest.raises(DataError) as caught:
             decode_chunk(
                 cfg, [item("cats/cat0.png"), item("dogs/big0.jpg"), item("cats/cat1.png")], run.staging, 0
             )
@@ -204,7 +205,7 @@ def test_decoding_still_refuses_what_headers_did_not_tell(mixed_tree, tmp_path):
         for i, key in enumerate(["cats/cat0.png", "cats/tall.png"])
     ]
     with pytest.raises(
-        ConfigError, match=r"after decoding.*: 1 is 20x30; 1 is 30x20 \(cats/tall\.png\); set target_size"
+        DataError, match=r"after decoding.*: 1 is 20x30; 1 is 30x20 \(cats/tall\.png\); set target_size"
     ):
         finalize(cfg, run, records)
     _assert_nothing_written(tmp_path / "out")
@@ -216,6 +217,6 @@ def test_the_prepare_flow_refuses_mixed_sizes_before_making_the_output_folder(
     from flows.prepare import run_prepare
 
     out = tmp_path / "out"
-    with pytest.raises(ConfigError, match="2 are 24x24 .*--target-size HEIGHTxWIDTH"):
+    with pytest.raises(DataError, match="2 are 24x24 .*--target-size HEIGHTxWIDTH"):
         run_prepare(PrepareConfig(source=str(mixed_tree), out=str(out)))
     assert not out.exists()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from keras.src.legacy.preprocessing.image import ImageDataGenerator
 
-from pipeline import AugmentConfig, Augmenter
+from pipeline import AugmentConfig, Augmenter, ConfigError
 
 RTOL = 1e-5
 
@@ -201,7 +201,7 @@ def test_zca_on_large_images_refuses_without_allocating(streamed):
     tracemalloc.start()
     try:
         # Our guard's message, not numpy's own "Unable to allocate ... GiB" from trying.
-        with pytest.raises(MemoryError, match=r"zca_whitening on 224x224x3 images .* GiB") as info:
+        with pytest.raises(ConfigError, match=r"zca_whitening on 224x224x3 images .* GiB") as info:
             aug.fit(data)
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -216,7 +216,7 @@ def test_zca_on_large_images_refuses_without_allocating(streamed):
 def test_zca_memory_limit_is_configurable(patches):
     """The guard is a limit, not a fixed size: 8x8x3 passes by default, and a tiny limit refuses it."""
     aug = Augmenter(AugmentConfig(zca_whitening=True), zca_memory_limit=1024)
-    with pytest.raises(MemoryError, match="8x8x3"):
+    with pytest.raises(ConfigError, match="8x8x3"):
         aug.fit(patches[:10])
 
 

@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.prepare import Whole, count_rows, decode_chunk_task, prepare_dataset, run_prepare
 from pipeline.config import PrepareConfig
-from pipeline.prepare import Item, current_version, prepare, start_run
+from pipeline.prepare import Item, prepare, start_run
+from pipeline.store import current_version
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()

@@ -23,16 +23,15 @@ from flows.preview import ARTIFACT_KEY, preview_augmentations, render_task, run_
 from pipeline import AugmentConfig
 from pipeline.config import FILL_MODES
 from pipeline.defaults import DIGITS_CONFIG
+from pipeline.io import png_bytes, write_atomic
 from pipeline.prepare import prepare
 from pipeline.preview import (
     SWEEPABLE,
     load_samples,
-    png_bytes,
     preview,
     preview_html,
     spread_over_classes,
     sweep,
-    write_atomic,
 )
 
 runner = CliRunner()

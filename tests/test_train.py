@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from pipeline import AugmentConfig, Augmenter
 from pipeline.config import ConfigError, PrepareConfig, TrainConfig
+from pipeline.errors import RunStateError
 from pipeline.ingest import load_bundled_digits
 from pipeline.prepare import prepare
 from pipeline.tracking import EPOCH_COLUMNS, confusion_matrix
@@ -230,9 +231,9 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_follows_the_uninterrupted_
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
     assert resumed.test_accuracy == pytest.approx(uninterrupted.test_accuracy, abs=1e-6)
-    with pytest.raises(ConfigError, match="has finished"):
+    with pytest.raises(RunStateError, match="has finished"):
         train(cfg)
-    with pytest.raises(ConfigError, match="another configuration"):
+    with pytest.raises(RunStateError, match="another configuration"):
         train(cfg.model_copy(update={"learning_rate": 1e-2, "epochs": 6}))
 
 
@@ -248,7 +249,7 @@ def test_a_run_of_a_source_resumes_whether_the_source_or_its_prepared_folder_is_
     assert resume_state(more, first.run_dir).epochs_done == 1
     absolute = more.model_copy(update={"dataset": str(folder.resolve())})
     assert resume_state(absolute, first.run_dir).epochs_done == 1
-    with pytest.raises(ConfigError, match="another configuration"):
+    with pytest.raises(RunStateError, match="another configuration"):
         resume_state(more.model_copy(update={"dataset": "photos"}), first.run_dir)
 
 

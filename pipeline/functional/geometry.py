@@ -71,10 +71,6 @@ def keras_matrices(
     return np.ascontiguousarray(m[:, :2, :])
 
 
-def is_identity(matrix: np.ndarray) -> bool:
-    return bool(np.array_equal(matrix, np.array([[1.0, 0, 0], [0, 1.0, 0]])))
-
-
 def _source_coords(matrix: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     ys, xs = np.mgrid[0:height, 0:width]
     sx = matrix[0, 0] * xs + matrix[0, 1] * ys + matrix[0, 2]

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.errors import ConfigError
+
 EPS = 1e-6  # Keras's epsilon for std division
 DEFAULT_ZCA_MEMORY_LIMIT = 4 * 1024**3
 
@@ -32,11 +34,13 @@ def zca_memory_needed(features: int) -> int:
 
 
 def check_zca_memory(shape: tuple[int, ...], limit: int = DEFAULT_ZCA_MEMORY_LIMIT) -> None:
+    """Raise ConfigError, before allocating, when ZCA on images of ``shape`` needs more than ``limit``
+    bytes (zca_memory_limit): a configured limit, so not a MemoryError, which is left to allocations."""
     features = math.prod(shape)
     need = zca_memory_needed(features)
     if need > limit:
         dims = "x".join(str(s) for s in shape)
-        raise MemoryError(
+        raise ConfigError(
             f"zca_whitening on {dims} images needs a dense {features}x{features} covariance: "
             f"{need / 1024**3:,.1f} GiB, over the limit of {limit / 1024**3:,.1f} GiB "
             f"(zca_memory_limit). Resize the images (ZCA is practical up to about 64x64x3) or use "

@@ -14,6 +14,8 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from pipeline.errors import DataError
+
 ColorMode = Literal["grayscale", "rgb", "rgba"]
 Interpolation = Literal["nearest", "bilinear", "bicubic", "area", "lanczos"]
 Reason = Literal[
@@ -83,8 +85,9 @@ _EXIF_ORIENTATION = 274
 _UINT8 = np.dtype(np.uint8)  # a dtype object: numpy converts np.uint8 on every use, which shows per file
 
 
-class ImageProblem(ValueError):
+class ImageProblem(DataError):
     """An image file that cannot be used; `reason` is one of the Reason codes, the message names the file.
+    A DataError, so a ValueError too; preparation quarantines the file instead of failing.
 
     Messages never quote the file's content (a text file named .png may be a secret).
     """

@@ -12,6 +12,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from pipeline.errors import DataError
 from pipeline.ingest.decode import open_regular
 
 # IDX type codes; all multi-byte values are big-endian.
@@ -36,17 +37,17 @@ def _read_stream(stream: BinaryIO, name: str, size: int, compressed: bool) -> np
     of the declared shape; a stream longer than the header says is found by reading one byte more."""
     magic = stream.read(4)
     if len(magic) < 4:
-        raise ValueError(f"IDX file {name!r} is {len(magic)} bytes long, too short for the 4-byte magic")
+        raise DataError(f"IDX file {name!r} is {len(magic)} bytes long, too short for the 4-byte magic")
     code, ndim = magic[2], magic[3]
     if magic[:2] != b"\x00\x00" or code not in _IDX_DTYPES:
-        raise ValueError(
+        raise DataError(
             f"IDX file {name!r} does not start with an IDX magic number: expected 0000 then a type code "
             f"among {sorted(hex(c) for c in _IDX_DTYPES)} and the number of dimensions"
         )
     header_size = 4 + 4 * ndim
     dims = stream.read(4 * ndim)
     if len(dims) < 4 * ndim:
-        raise ValueError(
+        raise DataError(
             f"IDX file {name!r} declares {ndim} dimensions ({header_size} header bytes) "
             f"but has {4 + len(dims)} bytes"
         )
@@ -54,13 +55,13 @@ def _read_stream(stream: BinaryIO, name: str, size: int, compressed: bool) -> np
     dtype = _IDX_DTYPES[code]
     expected = header_size + math.prod(shape) * dtype.itemsize  # Python ints: no overflow
     if compressed and expected > _DEFLATE_MOST_RATIO * size:
-        raise ValueError(
+        raise DataError(
             f"IDX file {name!r} declares {shape} of {dtype.name} ({expected} bytes), more than its "
             f"{size}-byte gzip stream can hold (at most {_DEFLATE_MOST_RATIO} times its size)"
         )
     if not compressed and expected != size:
         state = "truncated" if size < expected else "longer than its header says"
-        raise ValueError(
+        raise DataError(
             f"IDX file {name!r} is {state}: header {shape} of {dtype.name} needs {expected} bytes, got {size}"
         )
     array = np.empty(shape, dtype)
@@ -70,9 +71,9 @@ def _read_stream(stream: BinaryIO, name: str, size: int, compressed: bool) -> np
         got += n
     declared = f"header {shape} of {dtype.name} needs {expected} bytes"
     if got < len(view):
-        raise ValueError(f"IDX file {name!r} is truncated: {declared}, got {header_size + got}")
+        raise DataError(f"IDX file {name!r} is truncated: {declared}, got {header_size + got}")
     if stream.read(1):  # one byte past the declared end: the rest is never decompressed
-        raise ValueError(f"IDX file {name!r} is longer than its header says: {declared}")
+        raise DataError(f"IDX file {name!r} is longer than its header says: {declared}")
     if dtype.byteorder == ">" and np.little_endian:  # swapped in place: no second copy of the data
         array = array.byteswap(inplace=True).view(dtype.newbyteorder("="))
     return array
@@ -100,7 +101,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
             with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
                 return _read_stream(stream, name, size, compressed=True)
         except _GZIP_ERRORS as exc:
-            raise ValueError(f"IDX file {name!r} is a damaged gzip stream: {exc}") from exc
+            raise DataError(f"IDX file {name!r} is a damaged gzip stream: {exc}") from exc
 
 
 def load_idx_dataset(
@@ -110,14 +111,14 @@ def load_idx_dataset(
     images = read_idx(images_path)
     labels = read_idx(labels_path)
     if images.ndim != 3 or images.dtype != np.uint8:
-        raise ValueError(
+        raise DataError(
             f"IDX images {os.fspath(images_path)!r} must be uint8 (N, H, W); "
             f"got {images.dtype} {images.shape}"
         )
     if labels.ndim != 1:
-        raise ValueError(f"IDX labels {os.fspath(labels_path)!r} must be 1-D; got shape {labels.shape}")
+        raise DataError(f"IDX labels {os.fspath(labels_path)!r} must be 1-D; got shape {labels.shape}")
     if len(images) != len(labels):
-        raise ValueError(
+        raise DataError(
             f"{len(images)} images in {os.fspath(images_path)!r} but {len(labels)} labels in "
             f"{os.fspath(labels_path)!r}"
         )

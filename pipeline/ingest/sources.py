@@ -17,6 +17,7 @@ from typing import NamedTuple, TextIO
 
 import numpy as np
 
+from pipeline.errors import ConfigError, DataError
 from pipeline.ingest.decode import file_extension, not_regular
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp", ".gif"})
@@ -262,7 +263,7 @@ def scan_folders(root: str | os.PathLike[str], follow_links: bool = False) -> Fo
         elif paths is not None:
             walk.skip(folder + os.sep, "no_images", "class folder holds no image files")
     if not classes:
-        raise ValueError(
+        raise DataError(
             f"no images under {os.fspath(root)!r} in {len(class_dirs)} class folders; "
             f"looked for extensions {sorted(IMAGE_EXTENSIONS)}"
         )
@@ -339,7 +340,7 @@ def read_manifest(
     LeftOutRows). Absolute paths and paths that leave the folder are refused unless
     allow_outside_root, so that a shared manifest cannot make the pipeline read arbitrary files.
     Anything else wrong (columns, a row's field count, a NUL, bytes that are not UTF-8, a field
-    over csv's size limit, no rows) raises ValueError naming the manifest and the row or line.
+    over csv's size limit, no rows) raises DataError naming the manifest and the row or line.
     """
     name = os.fspath(csv_path)
     root = os.path.realpath(os.path.dirname(os.path.abspath(name)))
@@ -365,16 +366,16 @@ def read_manifest(
                     if not row:
                         continue  # a blank line
                     hint = ": quote a path or label that holds a comma" if len(row) > width else ""
-                    raise ValueError(
+                    raise DataError(
                         f"manifest {name!r} row {number} has {len(row)} field{'s' * (len(row) > 1)} but "
                         f"its header has {width}{hint}"
                     )
                 raw = row[path_at].strip()
                 cell = row[label_at]
                 if not raw:
-                    raise ValueError(f"manifest {name!r} row {number} has an empty {path_column!r}")
+                    raise DataError(f"manifest {name!r} row {number} has an empty {path_column!r}")
                 if "\0" in raw or "\0" in cell:
-                    raise ValueError(
+                    raise DataError(
                         f"manifest {name!r} row {number} holds a NUL character: is it a text file?"
                     )
                 labels = parsed.get(cell)
@@ -399,7 +400,7 @@ def read_manifest(
                     if labels not in distinct and len(distinct) <= _LISTED:
                         distinct.append(labels)
     except UnicodeDecodeError:
-        raise ValueError(
+        raise DataError(
             f"manifest {name!r} is not UTF-8 at {_undecodable(name)}: save it as UTF-8"
         ) from None
     except csv.Error as err:
@@ -410,16 +411,16 @@ def read_manifest(
             )
         else:
             problem = f"is not valid CSV: {err}"
-        raise ValueError(f"manifest {name!r} row {number + 1} {problem}") from None
+        raise DataError(f"manifest {name!r} row {number + 1} {problem}") from None
     if outside_count:
         more = f"; and {outside_count - _LISTED} more" if outside_count > _LISTED else ""
-        raise ValueError(
+        raise DataError(
             f"manifest {name!r} has {outside_count} path{'s' * (outside_count > 1)} outside its folder "
             f"{root!r} (--allow-outside-root, or allow_outside_root=True, accepts them): "
             f"{'; '.join(outside)}{more}"
         )
     if not files:
-        raise ValueError(f"manifest {name!r} has no rows under its header")
+        raise DataError(f"manifest {name!r} has no rows under its header")
     if not (repeats or any(not labels for labels in parsed.values())):
         return Manifest(root, files, [])  # the common case: every file once, with labels
     kept: dict[str, tuple[str, ...]] = {}
@@ -451,7 +452,7 @@ def _open_manifest(name: str) -> TextIO:
     try:
         problem = not_regular(os.fstat(fd).st_mode)
         if problem:
-            raise ValueError(f"manifest {name!r} is {problem}")
+            raise DataError(f"manifest {name!r} is {problem}")
         os.set_blocking(fd, True)
         return open(fd, newline="", encoding="utf-8-sig")
     except BaseException:
@@ -464,19 +465,19 @@ def _manifest_columns(
 ) -> tuple[int, int, int]:
     """Where the path and label columns are in a manifest's header row, and how many columns it has."""
     if header is None:
-        raise ValueError(
+        raise DataError(
             f"manifest {name!r} is empty: expected a header row with the columns "
             f"{path_column!r} and {label_column!r}"
         )
     columns = [c.strip() for c in header]
     missing = [c for c in (path_column, label_column) if c not in columns]
     if missing:
-        raise ValueError(f"manifest {name!r} header row lacks columns {missing}; found columns {columns}")
+        raise DataError(f"manifest {name!r} header row lacks columns {missing}; found columns {columns}")
     twice = sorted({c for c in columns if columns.count(c) > 1})
     unknown = [c for c in columns if c not in (path_column, label_column)]
     if twice or unknown:
         what = f"names {twice} twice" if twice else f"has the unknown columns {unknown}"
-        raise ValueError(
+        raise DataError(
             f"manifest {name!r} header row {what}: a manifest has exactly the columns "
             f"{path_column!r} and {label_column!r}"
         )
@@ -578,18 +579,18 @@ def load_npz(
     if images.ndim == 3:
         images = images[..., None]
     if images.ndim != 4:
-        raise ValueError(f"npz {name!r} images must be (N, H, W) or (N, H, W, C); got shape {images.shape}")
+        raise DataError(f"npz {name!r} images must be (N, H, W) or (N, H, W, C); got shape {images.shape}")
     if np.issubdtype(images.dtype, np.integer) and images.dtype != np.uint8:
         if images.size and (images.min() < 0 or images.max() > 255):
-            raise ValueError(
+            raise DataError(
                 f"npz {name!r} images are {images.dtype} with range [{images.min()}, {images.max()}]; "
                 "expected uint8 values 0-255 or floats"
             )
         images = images.astype(np.uint8)
     elif not (images.dtype == np.uint8 or np.issubdtype(images.dtype, np.floating)):
-        raise ValueError(f"npz {name!r} images have dtype {images.dtype}; expected uint8 or float")
+        raise DataError(f"npz {name!r} images have dtype {images.dtype}; expected uint8 or float")
     if len(images) != len(labels):
-        raise ValueError(f"npz {name!r} has {len(images)} images but {len(labels)} labels")
+        raise DataError(f"npz {name!r} has {len(images)} images but {len(labels)} labels")
     return images, labels
 
 
@@ -621,7 +622,7 @@ def keras_file_url(file: KerasFile) -> str:
 
 def _keras_files(name: str) -> tuple[KerasFile, ...]:
     if name not in KERAS_FILES:
-        raise ValueError(f"unknown Keras dataset {name!r}; expected one of {sorted(KERAS_FILES)}")
+        raise ConfigError(f"unknown Keras dataset {name!r}; expected one of {sorted(KERAS_FILES)}")
     return KERAS_FILES[name]
 
 
@@ -641,7 +642,7 @@ def fetch_keras_dataset(name: str) -> None:
     """Download the files of keras.datasets.<name> that Keras's cache lacks (or holds damaged), with
     keras.utils.get_file, from AUGPIPE_KERAS_DATASETS_URL if set, else from Keras's servers.
 
-    A file whose sha256 is not the one Keras pins raises ValueError and is not kept; a failed download
+    A file whose sha256 is not the one Keras pins raises DataError and is not kept; a failed download
     raises ConnectionError.
     """
     home = keras_home()
@@ -668,7 +669,7 @@ def _download(home: Path, file: KerasFile) -> None:
             target.unlink()
             mirror = os.environ.get(KERAS_DATASETS_URL_ENV)
             source = f"the mirror {KERAS_DATASETS_URL_ENV}={mirror!r}" if mirror else "the server"
-            raise ValueError(
+            raise DataError(
                 f"{url} is not the {file.fname} Keras expects: its sha256 is {actual}, but Keras pins "
                 f"{file.sha256}; it was not kept in {target.parent}. Check that {source} serves Keras's "
                 "original files"
@@ -700,7 +701,7 @@ def load_keras_dataset(
         )
     damaged = [file for file in files if not _matches_pin(home / file.cached, file)]
     if damaged:
-        raise ValueError(
+        raise DataError(
             f"Keras dataset {name!r}: {', '.join(os.fspath(home / f.cached) for f in damaged)} does not have "
             "the sha256 Keras pins; download it again with --download on the command line "
             "(download=True in PrepareConfig)"

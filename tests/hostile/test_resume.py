@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from pipeline import AugmentConfig
-from pipeline.config import ConfigError, PrepareConfig, TrainConfig
+from pipeline.config import PrepareConfig, TrainConfig
+from pipeline.errors import RunStateError
 from pipeline.prepare import prepare
 from pipeline.training import RunState, read_state, restore_seed_states, seed_states, train
 
@@ -266,7 +267,7 @@ def test_a_run_killed_at_each_commit_step_resumes_as_the_same_run(digits, tmp_pa
         {"best.keras", "state.json", "epoch-0002.keras", f"epoch-{result.summary()['best_epoch']:04d}.keras"}
     )
     assert not [p for p in run_dir.rglob(".*") if p.is_file()]  # no temporary file left
-    with pytest.raises(ConfigError, match="has finished"):
+    with pytest.raises(RunStateError, match="has finished"):
         train(cfg)
 
 
