@@ -9,14 +9,15 @@ from importlib import import_module
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from models.registry import build, default_input_shape, names
+    from models.catalog import default_input_shape, names
+    from models.registry import build
     from models.summary import summary_rows
     from models.xception import set_base_trainable
 
 _WHERE = {
     "build": "models.registry",
-    "default_input_shape": "models.registry",
-    "names": "models.registry",
+    "default_input_shape": "models.catalog",
+    "names": "models.catalog",
     "set_base_trainable": "models.xception",
     "summary_rows": "models.summary",
 }

@@ -4,35 +4,15 @@ import inspect
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from models.catalog import BUILDERS as _BUILDERS
+from models.catalog import default_input_shape, names
 from pipeline.errors import ConfigError
 from pipeline.tf_import import import_tensorflow
 
+__all__ = ["build", "default_input_shape", "names"]
+
 if TYPE_CHECKING:
     import keras
-
-# name -> (module, builder function, the input its source material uses); names() keeps this order.
-_BUILDERS = {
-    "shapes_net": ("models.convnets", "shapes_net", (8, 8, 1)),
-    "mnist_convnet": ("models.convnets", "mnist_convnet", (28, 28, 1)),
-    "fashion_convnet": ("models.convnets", "fashion_convnet", (28, 28, 1)),
-    "deep_convnet": ("models.convnets", "deep_convnet", (28, 28, 1)),
-    "lenet5": ("models.lenet", "lenet5", (32, 32, 1)),
-    "alexnet": ("models.alexnet", "alexnet", (227, 227, 3)),
-    "resnet34": ("models.resnet", "resnet34", (224, 224, 3)),
-    "xception_transfer": ("models.xception", "xception_transfer", (299, 299, 3)),
-}
-
-
-def names() -> list[str]:
-    """Registered model names, smallest family first."""
-    return list(_BUILDERS)
-
-
-def default_input_shape(name: str) -> tuple[int, int, int]:
-    """The input shape the model's source material uses."""
-    if name not in _BUILDERS:
-        raise ConfigError(f"Unknown model {name!r}; the models are: {', '.join(_BUILDERS)}.")
-    return _BUILDERS[name][2]
 
 
 def build(name: str, input_shape: tuple[int, ...], num_classes: int, **options: Any) -> "keras.Model":

@@ -576,6 +576,19 @@ class AugmentConfig(_Validated):
             or self.vertical_flip
         )
 
+    def options_off_device(self) -> list[str]:
+        """The options set here that the on-device path (augment_on_device) does not implement."""
+        names = []
+        if self.channel_shift_range:
+            names.append(f"channel_shift_range={self.channel_shift_range}")
+        if self.brightness_range is not None:
+            names.append(f"brightness_range={self.brightness_range}")
+        if self.extras:
+            names.append(f"extras={[e.name for e in self.extras]}")
+        if self.interpolation_order > 1:
+            names.append(f"interpolation_order={self.interpolation_order} (device path supports 0 and 1)")
+        return names
+
     @property
     def needs_fit(self) -> bool:
         return self.featurewise_center or self.featurewise_std_normalization or self.zca_whitening
@@ -719,7 +732,7 @@ class TrainConfig(_Validated):
     @field_validator("model")
     @classmethod
     def _model_known(cls, v: str) -> str:
-        from models.registry import names
+        from models.catalog import names
 
         if v not in names():
             raise ValueError(
@@ -742,9 +755,7 @@ class TrainConfig(_Validated):
                 f"layers); model {self.model!r} has no pretrained base to unfreeze"
             )
         if self.augment_on_device:
-            from pipeline.functional.tf_geometry import unsupported_options
-
-            unsupported = unsupported_options(self.augment)
+            unsupported = self.augment.options_off_device()
             if unsupported:
                 raise ValueError(
                     f"augment_on_device applies the affine options in TensorFlow; "

@@ -46,23 +46,9 @@ _TF_INTERP = {0: "NEAREST", 1: "BILINEAR"}
 IDENTITY_TRANSFORM = np.array([1, 0, 0, 0, 1, 0, 0, 0], dtype=np.float32)
 
 
-def unsupported_options(config: AugmentConfig) -> list[str]:
-    """Names of the options of ``config`` that the device path does not implement."""
-    names = []
-    if config.channel_shift_range:
-        names.append(f"channel_shift_range={config.channel_shift_range}")
-    if config.brightness_range is not None:
-        names.append(f"brightness_range={config.brightness_range}")
-    if config.extras:
-        names.append(f"extras={[e.name for e in config.extras]}")
-    if config.interpolation_order > 1:
-        names.append(f"interpolation_order={config.interpolation_order} (device path supports 0 and 1)")
-    return names
-
-
 def check_supported(config: AugmentConfig) -> None:
     """Raise ValueError naming every option the device path cannot apply."""
-    names = unsupported_options(config)
+    names = config.options_off_device()
     if names:
         raise ValueError(
             f"the on-device path applies affine geometry only, but got {', '.join(names)}; "
