@@ -293,10 +293,13 @@ def test_cpu_and_gpu_images_install_the_same_versions(capsys):
 
     cpu_pins, gpu_pins = _pins(cpu), _pins(gpu)
     tensorflow = {n: str(r.specifier) for n, r in cpu_pins.items() if n in ("tensorflow", "tensorflow-cpu")}
-    assert tensorflow == {"tensorflow-cpu": "==2.21.0", "tensorflow": "==2.21.0"}  # x86_64, other machines
+    # x86_64 and other machines: one exact pin, whatever its version
+    assert set(tensorflow) == {"tensorflow-cpu", "tensorflow"} and len(set(tensorflow.values())) == 1
+    pin = tensorflow["tensorflow"]
+    assert pin.startswith("==")
     assert "tensorflow-cpu" not in gpu_pins
     assert gpu_pins["tensorflow"].extras == {"and-cuda"}
-    assert str(gpu_pins["tensorflow"].specifier) == "==2.21.0"
+    assert str(gpu_pins["tensorflow"].specifier) == pin
     assert gpu_pins["tensorflow"].marker is None
     # everything else is the same line in both
     assert {n: str(r) for n, r in gpu_pins.items() if n != "tensorflow"} == {

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -174,17 +173,21 @@ def test_killed_run_leaves_previous_version_readable(tmp_path):
         "from pipeline.config import PrepareConfig; from pipeline.prepare import prepare; "
         f"prepare(PrepareConfig(source={str(MNIST)!r}, out={str(out)!r}, chunk_size=2000, shard_size=5000))"
     )
-    for delay in (0.8, 1.6, 2.4):
-        proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    # 35 chunks are written, then CURRENT: the child SIGKILLs itself right after its n-th atomic write
+    # (pipeline.io.write_atomic's test hook), before any chunk, between them, after the last, and
+    # after the switch.
+    for n, switched in ((1, False), (18, False), (35, False), (36, True)):
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "AUGPIPE_TEST_DIE_AFTER_WRITES": str(n)}
+        proc = subprocess.run([sys.executable, "-c", code], env=env)
+        assert proc.returncode == -signal.SIGKILL
         ds = PreparedDataset(out)
-        if ds.version == first.version_dir.name:
+        if not switched:  # the previous version, whole
+            assert ds.version == first.version_dir.name
             x, y = ds.arrays("train")
             assert x.shape[1:] == (8, 8, 1) and len(x) == len(y) > 1000
-        else:  # the run got to the switch before the kill: then the new version is whole
-            assert len(ds.images("train")) > 50000
+        else:  # killed after the switch: the new version, whole
+            assert ds.version != first.version_dir.name
+            assert sum(len(ds.images(s)) for s in ds.splits) == 70000
     final = prepare(PrepareConfig(source=str(MNIST), out=str(out), chunk_size=2000, shard_size=5000))
     ds = PreparedDataset(out)
     assert ds.version == final.version_dir.name and sum(len(ds.images(s)) for s in ds.splits) == 70000

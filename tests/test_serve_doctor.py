@@ -320,15 +320,15 @@ def health_server(status: int) -> Iterator[str]:
 
 def test_doctor_reports_versions_devices_and_an_unanswering_api():
     report = diagnose(api_url="http://127.0.0.1:9/api", timeout=1.0)
-    assert report.versions["prefect"] == metadata.version("prefect") == "3.8.8"
+    assert report.versions["prefect"] == metadata.version("prefect")
     assert report.versions["augpipe"] == metadata.version("augpipe")
     for name in ("numpy", "opencv", "tensorflow", "keras", "albumentations", "dask"):
         assert report.versions[name], name
-    assert report.versions["tensorflow"].startswith("2.21.0")
-    assert "mlflow" in report.versions  # None when it is not installed
-    assert report.python.startswith(f"{sys.version_info.major}.{sys.version_info.minor}.")
     import tensorflow as tf
 
+    assert report.versions["tensorflow"].startswith(tf.__version__)
+    assert "mlflow" in report.versions  # None when it is not installed
+    assert report.python.startswith(f"{sys.version_info.major}.{sys.version_info.minor}.")
     assert report.gpus == [d.name for d in tf.config.list_physical_devices("GPU")]
     assert report.tensorflow_build == "CPU only" or report.tensorflow_build.startswith("CUDA")
     assert report.cpu_count == os.cpu_count() and 1 <= report.cpus_usable <= report.cpu_count
@@ -375,7 +375,7 @@ def test_doctor_command_fails_when_the_api_does_not_answer():
     )
     assert result.exit_code == 1
     assert "error: Prefect API http://127.0.0.1:9/api does not answer" in result.output
-    assert "prefect" in result.output and "3.8.8" in result.output
+    assert "prefect" in result.output and metadata.version("prefect") in result.output
 
 
 def test_doctor_command_succeeds_with_an_answering_api():
