@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from pipeline.errors import ConfigError, ConfigProblem
+from pipeline.ingest.formats import DEFAULT_MAX_PIXELS
 
 FillMode = Literal["nearest", "reflect", "wrap", "constant"]
 FILL_MODES: tuple[str, ...] = ("nearest", "reflect", "wrap", "constant")
@@ -568,8 +569,8 @@ class AugmentConfig(_Validated):
     def has_geometry(self) -> bool:
         return bool(
             self.rotation_range
-            or _nonzero(self.width_shift_range)
-            or _nonzero(self.height_shift_range)
+            or shift_is_set(self.width_shift_range)
+            or shift_is_set(self.height_shift_range)
             or self.shear_range
             or self.zoom_range != (1.0, 1.0)
             or self.horizontal_flip
@@ -594,7 +595,8 @@ class AugmentConfig(_Validated):
         return self.featurewise_center or self.featurewise_std_normalization or self.zca_whitening
 
 
-def _nonzero(v: float | int | list[float | int]) -> bool:
+def shift_is_set(v: float | int | list[float | int]) -> bool:
+    """Whether a shift range draws anything: a non-zero fraction or pixel count, or a non-empty list."""
     return bool(v) if not isinstance(v, list) else len(v) > 0
 
 
@@ -623,7 +625,7 @@ class PrepareConfig(_Validated):
     splits: dict[str, float] = Field(default_factory=lambda: {"train": 0.8, "validation": 0.1, "test": 0.1})
     shard_size: int = Field(default=8192, ge=1)
     chunk_size: int = Field(default=512, ge=1)
-    max_pixels: int = Field(default=89_478_485, ge=1)
+    max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=1)
     allow_outside_root: bool = False
     follow_links: bool = False
     split_salt: str = "augpipe"

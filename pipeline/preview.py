@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from pipeline.augment import Augmenter
-from pipeline.config import FILL_MODES, AugmentConfig
+from pipeline.config import FILL_MODES, AugmentConfig, shift_is_set
 from pipeline.errors import ConfigError, DataError, SourceNotFoundError
 from pipeline.io import png_bytes, write_atomic
 from pipeline.params import BatchParams, columns_from_dicts
@@ -137,8 +137,8 @@ def _active_keys(config: AugmentConfig) -> list[str]:
     on = {
         "theta": bool(c.rotation_range),
         # params.draw: tx comes from height_shift_range, ty from width_shift_range (Keras's naming)
-        "tx": _nonzero(c.height_shift_range),
-        "ty": _nonzero(c.width_shift_range),
+        "tx": shift_is_set(c.height_shift_range),
+        "ty": shift_is_set(c.width_shift_range),
         "shear": bool(c.shear_range),
         "zx": c.zoom_range != (1.0, 1.0),
         "zy": c.zoom_range != (1.0, 1.0),
@@ -148,10 +148,6 @@ def _active_keys(config: AugmentConfig) -> list[str]:
         "channel_shift_intensity": bool(c.channel_shift_range),
     }
     return [k for k, v in on.items() if v]
-
-
-def _nonzero(spec: float | int | list[float | int]) -> bool:
-    return bool(spec) if not isinstance(spec, list) else len(spec) > 0
 
 
 # ---- previews ------------------------------------------------------------------------------------

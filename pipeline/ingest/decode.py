@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from pipeline.errors import DataError
+from pipeline.ingest.formats import DEFAULT_MAX_PIXELS
 
 ColorMode = Literal["grayscale", "rgb", "rgba"]
 Interpolation = Literal["nearest", "bilinear", "bicubic", "area", "lanczos"]
@@ -23,8 +24,6 @@ Reason = Literal[
     "unsupported", "not_a_regular_file",
 ]  # fmt: skip
 
-# Pillow's own default decompression-bomb limit (MAX_IMAGE_PIXELS): about 0.25 GB of 24-bit pixels.
-DEFAULT_MAX_PIXELS = 89_478_485
 
 INTERPOLATIONS: dict[str, int] = {
     "nearest": cv2.INTER_NEAREST,

@@ -19,8 +19,7 @@ import numpy as np
 
 from pipeline.errors import ConfigError, DataError
 from pipeline.ingest.decode import file_extension, not_regular
-
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp", ".gif"})
+from pipeline.ingest.formats import IMAGE_EXTENSIONS
 
 
 class KerasFile(NamedTuple):
