@@ -1,13 +1,16 @@
 """Images per second of augpipe against Keras's ImageDataGenerator, Keras 3 layers in tf.data and
-albumentations, with the same options on the same images, in one process and in two.
+albumentations, with the same options on the same images, in one process and in two; then the
+drop-in against Keras's own ImageDataGenerator with every option on, through ``flow()``.
 
-    python bench/augment.py                                # full run, about 5 minutes on 2 cores
+    python bench/augment.py                                # full run, about 15 minutes on 2 cores
     python bench/augment.py --quick                        # smoke run
-    python bench/augment.py --sizes 224 --only keras,augpipe
+    python bench/augment.py --sizes 224 --only keras,augpipe --sections engine
+    python bench/augment.py --sections flow --fill-modes reflect
 
 Each measurement runs in a fresh interpreter (``--measure``): TensorFlow's thread pools can only be
 set before it starts, and no contender's imports, threads or caches should leak into the next.
-Results also go to ``bench/results/augment.json``.
+Results also go to ``bench/results/augment.json`` (engine) and ``bench/results/augment_flow.json``
+(flow).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "augment.json"
+FLOW_RESULTS = ROOT / "bench" / "results" / "augment_flow.json"
 BATCH = 64
 # "All spatial and pixel options on", under ImageDataGenerator's names.
 OPTIONS = dict(
@@ -72,6 +76,33 @@ NOTES = {
     "one thread per core); measured in one process only.",
 }
 Runner = tuple[Callable[[], None], Callable[[], None]]  # (one pass over every image, cleanup)
+
+# ---- the flow section: every ImageDataGenerator option on, each side fed what its users pass -----------
+FLOW_OPTIONS = dict(
+    rotation_range=40, width_shift_range=0.2, height_shift_range=0.15, zoom_range=(0.6, 1.4), shear_range=30,
+    horizontal_flip=True, vertical_flip=True, brightness_range=(0.3, 1.2), channel_shift_range=60.0,
+    rescale=1 / 255,
+)  # fmt: skip
+FLOW_BATCH = 32
+FLOW_FILL_MODES = ("reflect", "wrap", "constant")
+FLOW_CONTENDERS = ("keras_flow", "augpipe_flow", "augpipe_flow_threads")
+# What each contender is fed: Keras's users pass float32 (x.astype("float32")); augpipe takes all three.
+FLOW_INPUTS = {"keras_flow": ("float32",), "augpipe_flow": ("uint8", "float32", "float64"),
+               "augpipe_flow_threads": ("float32",)}  # fmt: skip
+FLOW_TITLES = {
+    "keras_flow": "Keras ImageDataGenerator (legacy)",
+    "augpipe_flow": "augpipe ImageDataGenerator",
+    "augpipe_flow_threads": "augpipe, OpenCV threads on",
+}
+FLOW_NOTES = {
+    "keras_flow": "keras.src.legacy.preprocessing.image.ImageDataGenerator(**options, fill_mode).flow(x, y, "
+    f"batch_size={FLOW_BATCH}) built once, its epochs iterated as model.fit does (PyDatasetAdapter, "
+    "workers=1: one thread), on_epoch_end between passes.",
+    "augpipe_flow": "pipeline.ImageDataGenerator, the same calls on the same images; one process, one core "
+    "(cv2.setNumThreads(1)).",
+    "augpipe_flow_threads": "the same with OpenCV's own thread pool left on (its default: one thread per "
+    "core), as a training script gets it; still one process.",
+}
 
 
 # ---- data -------------------------------------------------------------------------------------------
@@ -232,14 +263,46 @@ def augpipe_threads(x: np.ndarray, procs: int) -> Runner:
     return augpipe(x, 1)
 
 
+def _flow(generator: object, x: np.ndarray) -> Runner:
+    from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
+
+    flow = generator.flow(x, np.zeros(len(x), np.float32), batch_size=FLOW_BATCH, seed=0)  # type: ignore[attr-defined]
+    adapter = PyDatasetAdapter(flow)
+
+    def run() -> None:
+        for _ in adapter.get_numpy_iterator():
+            pass
+        adapter.on_epoch_end()
+
+    return run, lambda: None
+
+
+def keras_flow(x: np.ndarray, procs: int, input: str = "float32", fill_mode: str = "reflect") -> Runner:
+    from keras.src.legacy.preprocessing.image import ImageDataGenerator
+
+    return _flow(ImageDataGenerator(**FLOW_OPTIONS, fill_mode=fill_mode), x.astype(input))
+
+
+def augpipe_flow(x: np.ndarray, procs: int, input: str = "float32", fill_mode: str = "reflect") -> Runner:
+    from pipeline import ImageDataGenerator
+
+    return _flow(ImageDataGenerator(**FLOW_OPTIONS, fill_mode=fill_mode), x.astype(input))
+
+
+def augpipe_flow_threads(
+    x: np.ndarray, procs: int, input: str = "float32", fill_mode: str = "reflect"
+) -> Runner:
+    return augpipe_flow(x, procs, input, fill_mode)
+
+
 # ---- one measurement, in its own interpreter ----------------------------------------------------------
 def measure(spec: dict) -> dict:
     """Warm up, then time ``repeats`` runs of the same number of passes over the set: the first timing
     fixes that number as the fewest passes lasting at least ``seconds``."""
-    if spec["procs"] == 1 and spec["contender"] != "augpipe_threads":
+    if spec["procs"] == 1 and not spec["contender"].endswith("_threads"):
         cv2.setNumThreads(1)  # one process means one core: no OpenCV worker threads
     x, _ = load_images(spec["size"], spec["images"], Path(spec["mnist"]))
-    run, close = globals()[spec["contender"]](x, spec["procs"])
+    run, close = globals()[spec["contender"]](x, spec["procs"], **spec.get("args", {}))
     try:
         run()  # warm-up: pools, tracing, caches, page faults
         cpu, start, passes = time.process_time(), time.perf_counter(), 0
@@ -353,33 +416,64 @@ def checks(results: dict) -> list[dict]:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small sets, short timings: a smoke run")
-    parser.add_argument("--sizes", type=int, nargs="+", choices=(28, 224), default=[28, 224])
-    parser.add_argument("--only", default=",".join(CONTENDERS), help=f"any of {','.join(CONTENDERS)}")
-    parser.add_argument("--seconds", type=float, help="minimum seconds per timing (default 3; quick 0.3)")
-    parser.add_argument("--repeats", type=int, help="timings per figure (default 3; quick 2)")
-    parser.add_argument("--measure", help=argparse.SUPPRESS)  # internal: one measurement, JSON out
-    _mnist.add_option(parser)
-    args = parser.parse_args()
-    if args.measure:
-        print(json.dumps(measure(json.loads(args.measure))))
-        return
-    if 28 in args.sizes:
-        _mnist.require(
-            args.mnist, (_mnist.TRAIN_IMAGES,), hint=", or run --sizes 224 alone, which needs none"
-        )
-    only = [c.strip() for c in args.only.split(",") if c.strip()]
-    if unknown := set(only) - set(CONTENDERS):
-        parser.error(f"--only accepts {', '.join(CONTENDERS)}, but got {', '.join(sorted(unknown))}")
-    seconds = args.seconds or (0.3 if args.quick else 3.0)
-    repeats = args.repeats or (2 if args.quick else 3)
-    counts = {28: 2048, 224: 128} if args.quick else {28: 8192, 224: 512}
+def flow_table(table: dict) -> None:
+    """One size's flow figures: img/s per fill mode and input, with the ratios the targets are on."""
+    for mode, by_name in table.items():
+        keras_ = best_flow(table, mode, "keras_flow", "float32")
+        print(f"  fill_mode={mode}:")
+        for name, by_input in by_name.items():
+            for input, m in by_input.items():
+                ratio = "" if name == "keras_flow" or not keras_ else f"  {m['best'] / keras_:5.1f}x Keras"
+                ours_u8 = best_flow(table, mode, name, "uint8") or best_flow(
+                    table, mode, "augpipe_flow", "uint8"
+                )
+                vs_u8 = f"  {m['best'] / ours_u8:5.2f} of uint8" if name != "keras_flow" and ours_u8 else ""
+                print(f"    {FLOW_TITLES[name]:34} {input:8} {m['best']:10,.0f} img/s{ratio}{vs_u8}")
 
-    info = machine()
-    print(f"augpipe augmentation benchmark, {datetime.now().isoformat(timespec='seconds')}")
-    print("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+
+def best_flow(table: dict, mode: str, name: str, input: str) -> float | None:
+    return table.get(mode, {}).get(name, {}).get(input, {}).get("best")
+
+
+def flow_checks(results: dict) -> list[dict]:
+    """The targets: float input within 25% of uint8, and each input >= 15x Keras at 224, 10x at 28."""
+    out = []
+    for size, target in ((224, 15.0), (28, 10.0)):
+        for mode, _ in results.get(str(size), {}).items():
+            table = results[str(size)]
+            keras_ = best_flow(table, mode, "keras_flow", "float32")
+            u8 = best_flow(table, mode, "augpipe_flow", "uint8")
+            measured = [("augpipe_flow", i) for i in FLOW_INPUTS["augpipe_flow"]]
+            measured += [("augpipe_flow_threads", i) for i in FLOW_INPUTS["augpipe_flow_threads"]]
+            for name, input in measured:
+                ours = best_flow(table, mode, name, input)
+                how = "one core" if name == "augpipe_flow" else "OpenCV threads on"
+                out.append({
+                    "check": f"{size}x{size} {mode}: augpipe {input} ({how}) >= {target:g}x Keras float32",
+                    "figure": ours and keras_ and ours / keras_, "target": target,
+                    "detail": f"{fmt(ours)} vs {fmt(keras_)} img/s",
+                })  # fmt: skip
+                if name == "augpipe_flow" and input != "uint8":
+                    out.append({
+                        "check": f"{size}x{size} {mode}: augpipe {input} >= 0.75x augpipe uint8 (within 25%)",
+                        "figure": ours and u8 and ours / u8, "target": 0.75,
+                        "detail": f"{fmt(ours)} vs {fmt(u8)} img/s",
+                    })  # fmt: skip
+    for c in out:
+        c["status"] = "SKIP" if c["figure"] is None else "PASS" if c["figure"] >= c["target"] else "FAIL"
+    return out
+
+
+def print_checks(verdicts: list[dict]) -> None:
+    print("\ntarget checks:")
+    for c in verdicts:
+        print(f"  {c['status']:4}  {c['check']}: {fmt(c['figure'], '.2f', 'x')} ({c['detail']})")
+
+
+def engine_section(
+    args: argparse.Namespace, only: list[str], seconds: float, repeats: int, info: dict
+) -> None:
+    counts = {28: 2048, 224: 128} if args.quick else {28: 8192, 224: 512}
     print(f"options (ImageDataGenerator names): {OPTIONS}")
     print(
         f"method: batches of {BATCH}, float32 out; one warm-up pass excluded; figure = best of {repeats} "
@@ -400,23 +494,99 @@ def main() -> None:
                 print(f"  {name:15} {procs} proc {m['best']:10,.0f} img/s", flush=True)
         print()
         print_table(table)
-    print("\ntarget checks:")
     verdicts = checks(results)
-    for c in verdicts:
-        print(f"  {c['status']:4}  {c['check']}: {fmt(c['figure'], '.2f', 'x')} ({c['detail']})")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    print_checks(verdicts)
+    settings = {"batch": BATCH, "seconds": seconds, "repeats": repeats, "images": counts}
+    write(RESULTS, info, OPTIONS, settings, {name: NOTES[name] for name in only}, results, verdicts)
+
+
+def flow_section(args: argparse.Namespace, seconds: float, repeats: int, info: dict) -> None:
+    counts = {28: 2048, 224: 64} if args.quick else {28: 8192, 224: 256}
+    print(
+        f"\nflow(): every option on (ImageDataGenerator names): {FLOW_OPTIONS}, fill_mode {args.fill_modes}"
+    )
+    print(
+        f"method: flow(x, y, batch_size={FLOW_BATCH}) built once, a pass is one epoch; one warm-up epoch "
+        f"excluded; figure = best of {repeats} timings, each >= {seconds:g} s; each in a fresh interpreter."
+    )
+    for name in FLOW_CONTENDERS:
+        print(f"  {name}: {FLOW_NOTES[name]}")
+    results: dict = {}
+    for size in args.sizes:
+        print(f"\n{size}x{size}: {load_images(size, counts[size], args.mnist)[1]}")
+        table = results[str(size)] = {}
+        for mode in args.fill_modes:
+            for name in FLOW_CONTENDERS:
+                for input in FLOW_INPUTS[name]:
+                    spec = {"contender": name, "procs": 1, "size": size, "images": counts[size],
+                            "seconds": seconds, "repeats": repeats, "mnist": str(args.mnist),
+                            "args": {"input": input, "fill_mode": mode}}  # fmt: skip
+                    m = table.setdefault(mode, {}).setdefault(name, {})[input] = run_isolated(spec)
+                    print(f"  {mode:8} {name:20} {input:8} {m['best']:10,.0f} img/s", flush=True)
+        print()
+        flow_table(table)
+    verdicts = flow_checks(results)
+    print_checks(verdicts)
+    settings = {"batch": FLOW_BATCH, "seconds": seconds, "repeats": repeats, "images": counts,
+                "fill_modes": list(args.fill_modes)}  # fmt: skip
+    write(FLOW_RESULTS, info, FLOW_OPTIONS, settings, FLOW_NOTES, results, verdicts)
+
+
+def write(
+    path: Path, info: dict, options: dict, settings: dict, notes: dict, results: dict, verdicts: list[dict]
+) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join(["python", *sys.argv]),
         "machine": info,
-        "options": OPTIONS,
-        "settings": {"batch": BATCH, "seconds": seconds, "repeats": repeats, "images": counts},
-        "notes": {name: NOTES[name] for name in only},
+        "options": options,
+        "settings": settings,
+        "notes": notes,
         "results": results,
         "checks": verdicts,
     }
-    RESULTS.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"\nwrote {RESULTS.relative_to(ROOT)}")
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"\nwrote {path.relative_to(ROOT)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sets, short timings: a smoke run")
+    parser.add_argument("--sizes", type=int, nargs="+", choices=(28, 224), default=[28, 224])
+    parser.add_argument("--sections", default="engine,flow", help="engine, flow or both (default)")
+    parser.add_argument(
+        "--only", default=",".join(CONTENDERS), help=f"engine section: any of {','.join(CONTENDERS)}"
+    )
+    parser.add_argument("--fill-modes", nargs="+", choices=FLOW_FILL_MODES, default=list(FLOW_FILL_MODES))
+    parser.add_argument("--seconds", type=float, help="minimum seconds per timing (default 3; quick 0.3)")
+    parser.add_argument("--repeats", type=int, help="timings per figure (default 3; quick 2)")
+    parser.add_argument("--measure", help=argparse.SUPPRESS)  # internal: one measurement, JSON out
+    _mnist.add_option(parser)
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(measure(json.loads(args.measure))))
+        return
+    if 28 in args.sizes:
+        _mnist.require(
+            args.mnist, (_mnist.TRAIN_IMAGES,), hint=", or run --sizes 224 alone, which needs none"
+        )
+    only = [c.strip() for c in args.only.split(",") if c.strip()]
+    if unknown := set(only) - set(CONTENDERS):
+        parser.error(f"--only accepts {', '.join(CONTENDERS)}, but got {', '.join(sorted(unknown))}")
+    sections = [c.strip() for c in args.sections.split(",") if c.strip()]
+    if unknown := set(sections) - {"engine", "flow"}:
+        parser.error(f"--sections accepts engine, flow, but got {', '.join(sorted(unknown))}")
+    seconds = args.seconds or (0.3 if args.quick else 3.0)
+    repeats = args.repeats or (2 if args.quick else 3)
+
+    info = machine()
+    print(f"augpipe augmentation benchmark, {datetime.now().isoformat(timespec='seconds')}")
+    print("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+    if "engine" in sections:
+        engine_section(args, only, seconds, repeats, info)
+    if "flow" in sections:
+        flow_section(args, seconds, repeats, info)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 Run it with :func:`run_prepare` (what ``augpipe prepare`` calls): on Prefect's embedded ephemeral API
 by default, with chunks decoded on threads (OpenCV releases the GIL), or on a Dask cluster when given
 its scheduler address (or ``AUGPIPE_DASK_ADDRESS``). The steps live in :mod:`pipeline.prepare`; the
-tasks here only wrap them, and tasks pass file paths and small records, never pixel arrays.
+tasks here only wrap them, and :func:`pipeline.prepare.run_preparation` runs them, in the order it
+also runs them in for the in-process :func:`pipeline.prepare.prepare`. Tasks pass file paths and small
+records, never pixel arrays.
 """
 
 from __future__ import annotations
@@ -143,6 +145,29 @@ def _gather(futures: list[PrefectFuture[ChunkRecord]], items: int) -> list[Chunk
     return [f.result() for f in futures]
 
 
+class AsTasks:
+    """A preparation's steps as this module's tasks, on the running flow's task runner."""
+
+    def scan(self, cfg: PrepareConfig) -> list[Item]:
+        return scan_task(cfg).value
+
+    def start_run(self, cfg: PrepareConfig) -> RunDirs:
+        return start_run_task(cfg)
+
+    def decode(self, cfg: PrepareConfig, chunks: list[list[Item]], run: RunDirs) -> list[ChunkRecord]:
+        items = sum(map(len, chunks))
+        get_run_logger().info("%d files in %d chunks of up to %d", items, len(chunks), cfg.chunk_size)
+        futures = decode_chunk_task.map(
+            unmapped(cfg), [Whole(c) for c in chunks], unmapped(run.staging), range(len(chunks))
+        )
+        # A failure or a signal while waiting reaches run_preparation, which removes the run's files;
+        # the task runner then cancels the chunks not started.
+        return _gather(futures, items)
+
+    def finalize(self, cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord]) -> PrepareResult:
+        return finalize_task(cfg, run, Whole(records))
+
+
 @flow(
     name="prepare-dataset",
     task_runner=task_runner_for(os.environ.get(DASK_ADDRESS_ENV)),
@@ -158,19 +183,7 @@ def prepare_dataset(config: PrepareConfig, dask_address: str | None = None) -> P
     _check_runner(dask_address)
     logger = get_run_logger()
     logger.info("preparing %s into %s", config.source, Path(config.out).resolve())
-    items = scan_task(config).value
-    run = start_run_task(config)
-    chunks = prepare.chunked(items, config.chunk_size)
-    logger.info("%d files in %d chunks of up to %d", len(items), len(chunks), config.chunk_size)
-    try:
-        futures = decode_chunk_task.map(
-            unmapped(config), [Whole(c) for c in chunks], unmapped(run.staging), range(len(chunks))
-        )
-        result = finalize_task(config, run, Whole(_gather(futures, len(items))))
-    except BaseException:  # a failed chunk, SIGTERM, Ctrl-C: this run's files go now (the task
-        # runner then cancels the chunks not started; one still running fails on the missing folder)
-        prepare.discard_run(run)
-        raise
+    result = prepare.run_preparation(config, AsTasks())
     report = result.report
     logger.info(
         "%s: %d images (%s), %d quarantined%s",

@@ -8,6 +8,7 @@ is one picture of a handful of images, so it stays in this process between tasks
 from __future__ import annotations
 
 import base64
+import os
 import socket
 from pathlib import Path
 
@@ -116,10 +117,15 @@ def run_preview(
     seed: int = 0,
     out: str | Path = "previews",
 ) -> PreviewResult:
-    """Run the flow (on Prefect's embedded ephemeral API unless one is configured)."""
+    """Run the flow (on Prefect's embedded ephemeral API unless one is configured).
+
+    A bad config or source fails here, before that API starts (20 s), with the path as given; the
+    flow run records the config's absolute path, which names the file whatever its working folder."""
+    pv.load_config(config_path, source)
+    pv.source_kind(source)
     return preview_augmentations(
         source=source,
-        config_path=None if config_path is None else str(config_path),
+        config_path=None if config_path is None else os.path.abspath(config_path),
         samples=samples,
         copies=copies,
         sweep=sweep,

@@ -11,8 +11,11 @@ from pathlib import Path
 
 from prefect import flow
 
+from flows.prepare import prepare_dataset, progress_to
+from flows.preview import preview_augmentations
+from flows.train import as_result, callbacks, train_model
+from models.catalog import RUN_MODEL
 from pipeline.config import AugmentConfig, PrepareConfig, TrainConfig
-from pipeline.defaults import RUN_MODEL
 from pipeline.job import ChunkCallback, EpochCallback, Progress, RunResult, run_job
 from pipeline.prepare import PrepareResult
 from pipeline.preview import PreviewResult
@@ -27,21 +30,15 @@ class AsFlows:
     """The job's steps as the service's own flows, run as subflows of the calling flow."""
 
     def prepare(self, cfg: PrepareConfig, on_chunk: ChunkCallback | None) -> PrepareResult:
-        from flows.prepare import prepare_dataset, progress_to
-
         with progress_to(on_chunk):
             return prepare_dataset(cfg)
 
     def preview(self, source: str, config_path: str | None, seed: int, out: str) -> PreviewResult:
-        from flows.preview import preview_augmentations
-
         return preview_augmentations(source=source, config_path=config_path, seed=seed, out=out)
 
     def train(
         self, cfg: TrainConfig, on_epoch: EpochCallback | None, on_step: ChunkCallback | None
     ) -> TrainResult:
-        from flows.train import as_result, callbacks, train_model
-
         with callbacks(on_epoch, on_step):
             return as_result(train_model(cfg))
 

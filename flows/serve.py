@@ -2,10 +2,9 @@
 
 What ``augpipe serve`` calls::
 
-    specs = load_deployments(Path("prefect.yaml"))           # every deployment, anchors resolved
-    serve(runner_deployments(select(specs, ["prepare-dataset"]), root=Path(".")))
-    command = worker_command("gpu", specs, limit=1)        # prefect worker start --pool gpu --limit 1
-    os.execv(command[0], command)
+    serve(served_deployments(Path("prefect.yaml"), ["prepare-dataset"], api_url))
+    worker = pool_worker(Path("prefect.yaml"), "gpu", None, 1, api_url)  # prefect worker start --pool gpu
+    os.execv(worker.command[0], worker.command)
 
 Serving needs no work pool and no worker: this process polls the API for the deployments' runs and
 runs them itself. A worker runs the same deployments once ``prefect deploy --all`` has registered them.
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import TypeAdapter
 
+from flows.home import augpipe_home
 from pipeline.errors import AugpipeError
 
 if TYPE_CHECKING:
@@ -274,6 +274,39 @@ def serve(deployments: list[RunnerDeployment], limit: int | None = None) -> None
         with get_client(sync_client=True) as client:
             for deployment_id in ids:
                 client.pause_deployment(deployment_id)
+
+
+@dataclass(frozen=True)
+class Worker:
+    """A Prefect worker to start for a work pool, and the checkout its flow runs change into."""
+
+    command: list[str]
+    home: Path
+
+
+def pool_worker(
+    file: Path, pool: str, names: list[str] | None, limit: int | None, api_url: str | None
+) -> Worker:
+    """The worker for ``pool`` of ``file``'s deployments; ServeError, or HomeError without a checkout
+    at ``$AUGPIPE_HOME``, when it could not take a single run."""
+    specs = load_deployments(file)
+    if names:
+        raise ServeError("give deployment names or --pool, not both: a worker serves a pool")
+    if not api_url:
+        raise ServeError(
+            "--pool needs PREFECT_API_URL: a worker takes its runs from a Prefect server's work pool"
+        )
+    command = worker_command(pool, specs, limit=limit)
+    return Worker(command, augpipe_home())  # the pull step of every run needs it: refuse now, not at each run
+
+
+def served_deployments(file: Path, names: list[str] | None, api_url: str | None) -> list[RunnerDeployment]:
+    """``names`` of ``file``'s deployments (default: all), ready to serve from this process; with a
+    server at ``api_url``, none that it holds for a work pool."""
+    deployments = runner_deployments(select(load_deployments(file), names), file.resolve().parent)
+    if api_url:
+        check_not_on_a_pool(deployments)
+    return deployments
 
 
 def worker_command(pool: str, specs: list[DeploymentSpec], limit: int | None = None) -> list[str]:

@@ -1,4 +1,5 @@
-"""The ``train-model`` Prefect flow: resolve the dataset, train, publish the run's metrics.
+"""The ``train-model`` Prefect flow: prepare a source (as a ``prepare-dataset`` subflow), train, publish
+the run's metrics.
 
 Run it with :func:`run_train` (what ``augpipe train`` calls) on Prefect's embedded ephemeral API,
 or as the ``train-model`` deployment of ``prefect.yaml`` on a ``gpu`` work pool. The training
@@ -18,27 +19,15 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.parameters import resolve_config
-from flows.prepare import is_transient
+from flows.prepare import prepare_dataset
 from pipeline import training
-from pipeline.config import TrainConfig
+from pipeline.config import PrepareConfig, TrainConfig
 from pipeline.tracking import epoch_line
 from pipeline.training import TrainResult
 
 # Progress callbacks for the CLI (callbacks cannot be JSON flow parameters).
 _on_epoch: ContextVar[Callable[[dict[str, Any]], None] | None] = ContextVar("augpipe_on_epoch", default=None)
 _on_step: ContextVar[Callable[[int, int], None] | None] = ContextVar("augpipe_on_step", default=None)
-
-
-@task(
-    name="prepare-data",
-    cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=5,
-    retry_condition_fn=is_transient,
-)
-def prepare_data_task(config: TrainConfig) -> str:
-    """The prepared dataset folder to train on (preparing the source first when it is not one)."""
-    return str(training.resolve_dataset(config))
 
 
 @task(name="train", cache_policy=NO_CACHE)
@@ -79,8 +68,10 @@ def train_model(config: TrainConfig) -> dict[str, Any]:
         config.total_epochs,
         Path(config.runs_dir).resolve(),
     )
-    dataset = prepare_data_task(config)
-    result = train_task(config.model_copy(update={"dataset": dataset}))
+    dataset = training.dataset_folder(config)
+    if dataset != Path(config.dataset):  # a source: prepared first by the prepare-dataset flow
+        prepare_dataset(PrepareConfig(source=config.dataset, out=str(dataset), **config.prepare_options))
+    result = train_task(config.model_copy(update={"dataset": str(dataset)}))
     publish_task(result)
     return training.result_dict(result)
 

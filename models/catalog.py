@@ -15,6 +15,10 @@ BUILDERS = {
     "xception_transfer": ("models.xception", "xception_transfer", (299, 299, 3)),
 }
 
+# The convnet `augpipe run` trains: it learns the 8x8 digits in seconds (the source material's
+# Fashion-MNIST network).
+RUN_MODEL = "fashion_convnet"
+
 
 def names() -> list[str]:
     """Registered model names, smallest family first."""

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -19,6 +20,15 @@ from pipeline.errors import ConfigError
 from pipeline.functional import color, geometry, normalize, pixel
 
 PreprocessingFunction = Callable[[np.ndarray], np.ndarray]
+# Warped images go through the pixel pass in chunks of about this many bytes: a batch of 32 at
+# 224x224x3 uint8, 13 images of float32. Image by image, the Python around each pass cost uint8 batches
+# about 8% at 224x224 (the output's memory bandwidth, not the cache, bounds the lookups there).
+_CHUNK_BYTES = 1 << 23
+_LUT_DTYPES = tuple(
+    np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16, np.int32, np.float32, np.float64)
+)
+# From this size on, each source is copied to a small hot buffer before its warp (geometry.warp_batch).
+_STAGING_BYTES = 1 << 14
 
 
 class Augmenter:
@@ -61,6 +71,13 @@ class Augmenter:
             )
         self._extras = [pixel.build_extra(e.name, e.params) for e in c.extras]
         self._float_dtype = self.output_dtype if self.output_dtype.kind == "f" else np.dtype(np.float32)
+        # Keras multiplies by rescale first thing after preprocessing_function: without that hook,
+        # augment_batch multiplies while the pixels are in cache (the tables themselves, mostly).
+        self._rescale = (
+            self._float_dtype.type(c.rescale)
+            if c.rescale and c.rescale > 0 and preprocessing_function is None
+            else None
+        )
         self._local = threading.local()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -108,6 +125,9 @@ class Augmenter:
         params = self.draw(images.shape[1:], indices, epoch, seed)
         if not standardize:
             return self.transform_batch(images, params), params
+        if self._rescale is not None:  # folded into the pixel pass, with the same rounding
+            batch = self._transform(images, params, self._float_dtype, self._rescale)
+            return self._standardize(batch, per_sample=True, rescaled=True), params
         batch = self.transform_batch(
             images, params, dtype=self._float_dtype if self._normalises else self.output_dtype
         )
@@ -119,100 +139,100 @@ class Augmenter:
         uint8 input stays uint8 through every operation and is converted to ``dtype`` (default:
         the working dtype) once; without extras the conversion is fused into the pixel lookup table.
         """
+        return self._transform(images, params, dtype, None)
+
+    def _transform(self, images: np.ndarray, params: P.BatchParams, dtype: Any, scale: Any) -> np.ndarray:
+        """:meth:`transform_batch`, times ``scale`` (a scalar of ``dtype``) when given."""
         images = _as_batch(images)
         c = self.config
         n, h, w, ch = images.shape
         self._check_extras_fit(images.shape[1:])
         cols = params.columns
-        uint8_path = images.dtype == np.uint8
         work = images
-        if not uint8_path and images.dtype not in (np.float32, np.float64):
+        if images.dtype not in (np.uint8, np.float32, np.float64):
             work = images.astype(np.float32)
         dtype = work.dtype if dtype is None else np.dtype(dtype)
         mats = geometry.keras_matrices(
             cols["theta"], cols["tx"], cols["ty"], cols["shear"], cols["zx"], cols["zy"],
             cols["flip_horizontal"], cols["flip_vertical"], h, w, c.keras_shift_axes,
         )  # fmt: skip
-        identity = np.all(mats == np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), axis=(1, 2))
-        intensity, factor = cols["channel_shift_intensity"], cols["brightness"]
-        has_shift, pixel_ops = (
-            ~np.isnan(intensity),
-            not np.isnan(intensity).all() or not np.isnan(factor).all(),
+        replay = self._extras_plan(ch, params)
+        chunk = min(n, max(1, _CHUNK_BYTES // work[0].nbytes))
+        # With extras, the pixel pass keeps the working dtype (uint8 rounded) for them; the
+        # conversion to dtype and the scale come after.
+        pixels = _PixelPass(
+            work.dtype,
+            cols["channel_shift_intensity"],
+            cols["brightness"],
+            ch,
+            dtype if replay is None else work.dtype,
+            scale if replay is None else None,
+            self._thread_buffer("levels", (chunk, h, w, ch), np.dtype(np.uint8)),
         )
-        extras = self._extras_plan(ch, params)
-        lut_path = uint8_path and (pixel_ops or dtype != np.uint8)
-
-        # Pass 1: warp. Into the output when nothing else follows, otherwise into a per-thread
-        # scratch batch whose pages stay mapped from call to call.
-        direct = not (lut_path or pixel_ops) and extras is None and dtype == work.dtype
-        warped = np.empty((n, h, w, ch), dtype) if direct else self._scratch(work.shape, work.dtype)
-        low, high = np.zeros(n), np.full(n, 255.0)
-        # OpenCV's warp reads its source in a rotated order; from a small, hot copy it runs about a
-        # third faster on large images than from inside a big batch (measured in bench/augment.py).
-        staged = self._staging(work.shape[1:], work.dtype) if work[0].nbytes >= 16384 else None
-        for i in range(n):
-            if identity[i]:
-                np.copyto(warped[i], work[i])
+        warp = (c.fill_mode, c.cval, c.interpolation_order)
+        staged = (
+            self._thread_buffer("staging", work.shape[1:], work.dtype)
+            if work[0].nbytes >= _STAGING_BYTES
+            else None
+        )
+        out = np.empty((n, h, w, ch), dtype) if replay is None else None
+        if replay is None and not pixels.needed and dtype == work.dtype:
+            # Nothing after the warp: straight into the output.
+            assert out is not None
+            for s in range(0, n, chunk):
+                geometry.warp_batch(
+                    work[s : s + chunk], mats[s : s + chunk], *warp, out=out[s : s + chunk], staging=staged
+                )
+                if scale is not None:
+                    out[s : s + chunk] *= scale
+            return out
+        # Warped into the output itself when it has the working dtype: one image-sized buffer less
+        # to keep in cache (float input at 224x224 ran about 10% faster).
+        in_place = replay is None and dtype == work.dtype
+        records: list[list[P.ExtraDraw]] = []
+        gates = None
+        if replay is False:
+            assert params.keys is not None  # _extras_plan checked
+            gates = P.extra_gates(params.keys, [e.p for e in c.extras])
+        for s in range(0, n, chunk):
+            e = min(n, s + chunk)
+            if in_place:
+                assert out is not None
+                warped = out[s:e]
             else:
-                src = work[i]
-                if staged is not None:
-                    np.copyto(staged, src)
-                    src = staged
-                geometry.warp(src, mats[i], c.fill_mode, c.cval, c.interpolation_order, out=warped[i])
-            if uint8_path and has_shift[i]:
-                low[i], high[i], _, _ = cv2.minMaxLoc(warped[i].reshape(h, -1))
-        if direct:
-            return warped
-
-        # Pass 2: Keras's pixel transforms (one lookup table per image on uint8), extras, conversion.
-        luts = None
-        if lut_path:
-            lut_dtype = np.dtype(np.uint8) if extras is not None else dtype
-            luts = color.pixel_luts(intensity, factor, low, high, ch, lut_dtype)
-        out = None
-        records: list[list[dict[str, Any]]] = []
-        for i in range(n):
-            img = warped[i]
-            if luts is not None:
-                if extras is None:
-                    if out is None:
-                        out = np.empty((n, h, w, ch), dtype)
-                    _lut(img, luts[i], out[i])
-                    continue
-                _lut(img, luts[i], img)
-            elif pixel_ops:
-                if has_shift[i]:
-                    img[...] = color.channel_shift(img, float(intensity[i]))
-                if not np.isnan(factor[i]):
-                    img[...] = color.brightness(img, float(factor[i]))
-            if extras is not None:
-                img, rec = self._apply_extras(img, i, params, extras)
-                records.append(rec)
-            if out is None:
-                out = np.empty((n, *img.shape), dtype)
-            elif img.shape != out.shape[1:]:
-                raise ValueError(f"extras produced images of different shapes {img.shape}, {out.shape[1:]}")
-            out[i] = img
-        if extras is not None:
+                warped = self._thread_buffer("warped", (e - s, h, w, ch), work.dtype)
+            geometry.warp_batch(work[s:e], mats[s:e], *warp, out=warped, staging=staged)
+            if replay is None:
+                assert out is not None
+                pixels.apply(s, warped, warped if in_place else out[s:e])
+                continue
+            pixels.apply(s, warped, warped)
+            for j, i in enumerate(range(s, e)):
+                img, drawn = self._apply_extras(warped[j], i, params, None if gates is None else gates[i])
+                records.append(drawn)
+                if out is None:
+                    out = np.empty((n, *img.shape), dtype)
+                elif img.shape != out.shape[1:]:
+                    raise ValueError(
+                        f"extras produced images of different shapes {img.shape}, {out.shape[1:]}"
+                    )
+                out[i] = img
+                if scale is not None:
+                    out[i] *= scale
+        if replay is not None:
             params.extras = records
         assert out is not None
         return out
 
-    def _staging(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        staged = getattr(self._local, "staging", None)
-        if staged is None or staged.shape != shape or staged.dtype != dtype:
-            staged = np.empty(shape, dtype)
-            self._local.staging = staged
-        return staged
-
-    def _scratch(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        # Fresh pages cost a page fault each (about as much as the warp at 224x224); a scratch
-        # batch reused per thread (Keras's PyDataset may call from several threads) avoids that.
-        cache = getattr(self._local, "scratch", None)
-        if cache is None or cache.shape[1:] != shape[1:] or cache.dtype != dtype or len(cache) < shape[0]:
-            cache = np.empty(shape, dtype)
-            self._local.scratch = cache
-        return cache[: shape[0]]
+    def _thread_buffer(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        # Fresh pages cost a page fault each (about as much as the warp at 224x224); buffers reused
+        # per thread (Keras's PyDataset may call from several threads) avoid that.
+        buffers: dict[str, np.ndarray] = self._local.__dict__.setdefault("buffers", {})
+        size = int(np.prod(shape))
+        buf = buffers.get(name)
+        if buf is None or buf.dtype != dtype or buf.size < size:
+            buf = buffers[name] = np.empty(size, dtype)
+        return buf[:size].reshape(shape)
 
     def standardize_batch(self, batch: np.ndarray) -> np.ndarray:
         """Convert to ``output_dtype`` once, then Keras's normalisation order; a float batch of that
@@ -226,10 +246,11 @@ class Augmenter:
         return self._standardize(x, per_sample=True)
 
     def _standardize(
-        self, x: np.ndarray, per_sample: bool, stats: normalize.FitStats | None = None
+        self, x: np.ndarray, per_sample: bool, stats: normalize.FitStats | None = None, rescaled: bool = False
     ) -> np.ndarray:
         """Keras's normalisation order on float ``x``; ``stats`` overrides the fitted ones (the
-        drop-in passes its own, in its data format, and warns instead of raising)."""
+        drop-in passes its own, in its data format, and warns instead of raising); ``rescaled``: ``x``
+        was already multiplied by ``rescale``."""
         c = self.config
         if stats is None:
             if c.needs_fit and self.stats is None:
@@ -241,13 +262,14 @@ class Augmenter:
         return normalize.standardize(
             x,
             stats,
-            rescale=c.rescale,
+            rescale=None if rescaled else c.rescale,
             samplewise_center=c.samplewise_center,
             samplewise_std_normalization=c.samplewise_std_normalization,
             featurewise_center=c.featurewise_center,
             featurewise_std_normalization=c.featurewise_std_normalization,
             zca_whitening=c.zca_whitening,
             per_sample=per_sample,
+            out=x if x.dtype.kind == "f" else None,  # float batches are normalised in place (Keras)
         )
 
     # ---- single images, Keras style --------------------------------------------------------------
@@ -263,7 +285,7 @@ class Augmenter:
                 raise ValueError(
                     "this config has extras: pass params drawn by this engine (they carry 'extras')"
                 )
-            params.extras = [extras]
+            params.extras = [[P.ExtraDraw.from_record(e) for e in extras]]
         return self.transform_batch(image[None], params)[0]
 
     # ---- fitting ----------------------------------------------------------------------------------
@@ -358,43 +380,210 @@ class Augmenter:
             raise ValueError("params carry neither sample keys nor recorded extras to replay")
         return False
 
+    def _thread_extras(self) -> list[Any]:
+        # albumentations transforms hold their generators: each thread draws with its own copies.
+        extras: list[Any] | None = getattr(self._local, "extras", None)
+        if extras is None:
+            extras = self._local.extras = copy.deepcopy(self._extras)
+        return extras
+
     def _apply_extras(
-        self, image: np.ndarray, i: int, params: P.BatchParams, replay: bool
-    ) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        self, image: np.ndarray, i: int, params: P.BatchParams, gates: np.ndarray | None
+    ) -> tuple[np.ndarray, list[P.ExtraDraw]]:
+        """The extras on sample ``i``: replayed from ``params.extras`` (``gates`` None), or drawn
+        from its key where its ``gates`` (one bool per extra) let them apply."""
         is_float = image.dtype.kind == "f"
         img = (image / 255.0).astype(np.float32) if is_float else image  # albumentations: [0, 1]
-        applied: list[dict[str, Any]] = []
-        for k, (spec, transform) in enumerate(zip(self.config.extras, self._extras, strict=True)):
-            if replay:
-                rec = params.extras[i][k]
-                if not rec["applied"]:
-                    applied.append(rec)
-                    continue
-                seed = int(rec["seed"])
-            else:
-                key = params.keys[i : i + 1]  # type: ignore[index]
-                seed = int(P.bits(key, P.SLOT_EXTRAS + 2 * k + 1)[0] >> np.uint64(1))
-                if P.uniform01(key, P.SLOT_EXTRAS + 2 * k)[0] >= spec.p:
-                    applied.append({"name": spec.name, "applied": False, "seed": seed})
-                    continue
+        transforms = self._thread_extras()
+        applied: list[P.ExtraDraw] = []
+        for k, (spec, transform) in enumerate(zip(self.config.extras, transforms, strict=True)):
             try:
-                img, drawn = pixel.apply_extra(transform, img, seed)
+                if gates is None:
+                    record = P.ExtraDraw.from_record(params.extras[i][k])
+                elif gates[k]:
+                    assert params.keys is not None  # _extras_plan checked
+                    record = P.ExtraDraw(
+                        spec.name, True, P.draw_extra(transform, img, params.keys[i : i + 1], k)
+                    )
+                else:
+                    record = P.ExtraDraw(spec.name, False, {})
+                if record.applied:
+                    img = pixel.apply_extra(transform, img, record.params)
             except Exception as err:
                 raise ValueError(
                     f"extra {spec.name!r} failed on an image of shape {image.shape}: {err}"
                 ) from err
-            applied.append({"name": spec.name, "applied": True, "seed": seed, "params": drawn})
+            applied.append(record)
         if is_float:
             img = img.astype(image.dtype) * image.dtype.type(255.0)
         return img, applied
 
 
-def _lut(image: np.ndarray, table: np.ndarray, out: np.ndarray) -> None:
-    """``cv2.LUT`` on an (H, W, C) image; a float table converts the dtype in the same pass."""
-    if image.shape[-1] == 1:  # OpenCV sees (H, W, 1) as (H, W): keep the output's trailing axis
-        image, out = image[..., 0], out[..., 0]
-    table = table.reshape(1, 256, -1) if table.ndim == 2 else table.reshape(1, 256)
-    cv2.LUT(image, table, dst=out)
+class _PixelPass:
+    """Keras's channel shift and brightness for one batch, a chunk of warped images at a time.
+
+    uint8 images go through one lookup table each: the batch's tables are made before the warp and
+    clipped to each image's range (:func:`color.clipped_luts`). Float images within 0-255 are cut to
+    the uint8 levels Keras's brightness truncates to, then looked up in a brightness table; the rest
+    take Keras's float path. ``scale`` (rescale) multiplies every result in ``dtype``, in the tables
+    where there are tables.
+    """
+
+    def __init__(
+        self,
+        work: np.dtype,
+        intensity: np.ndarray,
+        factor: np.ndarray,
+        channels: int,
+        dtype: np.dtype,
+        scale: Any,
+        levels: np.ndarray,
+    ):
+        self.intensity, self.factor, self.dtype, self.scale = intensity, factor, dtype, scale
+        self.shifts, self.brights = ~np.isnan(intensity), ~np.isnan(factor)
+        # Keras adds a Python float to a float32 image: rounded to float32 first (NEP 50).
+        self.shift32 = np.where(self.shifts, intensity, 0.0).astype(np.float32)
+        self.uint8 = work == np.uint8
+        self.channels, self.levels = channels, levels
+        pixel_ops = bool(self.shifts.any() or self.brights.any())
+        self.needed = pixel_ops or (self.uint8 and dtype != np.uint8)
+        self.tables: np.ndarray | None = None
+        self.bounds: np.ndarray | None = None
+        self.monotone = True
+        n = len(intensity)
+        if self.uint8 and self.needed:
+            # The tables of the shifted levels (clipped to 0-255 only: uint8 images never leave it)
+            # and, to clip them per image, of the unshifted ones: both in one call.
+            unshifted = np.full(n if self.shifts.any() else 0, np.nan)
+            both = color.pixel_luts(
+                np.concatenate([intensity, unshifted]), np.concatenate([factor, factor[: len(unshifted)]]),
+                np.zeros(n + len(unshifted)), np.full(n + len(unshifted), 255.0), channels, dtype,
+            )  # fmt: skip
+            self.tables, self.bounds = both[:n], (both[n:] if len(unshifted) else None)
+            # The clip commutes with the tables only while they never decrease.
+            bright = factor[self.brights]
+            self.monotone = bool(np.all(bright >= 0) and np.all(np.isfinite(bright)))
+        elif not self.uint8 and self.brights.any():
+            bright = color.pixel_luts(
+                np.full(n, np.nan), factor, np.zeros(n), np.zeros(n), channels, np.dtype(np.float32)
+            )
+            self.tables = bright.astype(work).astype(dtype)
+        if scale is not None:
+            for t in (self.tables, self.bounds):
+                if t is not None:
+                    t *= scale
+
+    def apply(self, start: int, images: np.ndarray, out: np.ndarray) -> None:
+        """The pixel transforms of samples ``start``, ``start + 1``, ... on their warped ``images``
+        (used as scratch), into ``out`` (``images`` itself allowed)."""
+        if self.uint8:
+            self._apply_uint8(start, images, out)
+            return
+        stop = start + len(images)
+        if not (self.shifts[start:stop].any() or self.brights[start:stop].any()):
+            _copy_scaled(images, out, self.scale)
+            return
+        flat = images.reshape(len(images), -1)
+        lows, highs = flat.min(axis=1), flat.max(axis=1)
+        cut = self._levels_cut(start, lows, highs)
+        if cut is not None:
+            assert self.tables is not None
+            shift, levels = self.shift32[start:stop], self.levels[: len(images)]
+            tables = self.tables[start:stop]
+            if cut == "tables":  # one pass over the floats; the clip to the range is in the tables
+                color.truncated_levels(images, shift, levels)
+                tables = color.clamped_tables(tables, lows, highs)
+            else:
+                color.truncated_levels(images, shift, levels, lows, highs, scratch=images)
+            _lut(levels, tables, out)
+            return
+        for j in range(len(images)):
+            self._apply_float(start + j, images[j], out[j], float(lows[j]), float(highs[j]))
+
+    def _levels_cut(self, start: int, lows: np.ndarray, highs: np.ndarray) -> str | None:
+        """How a float32 chunk whose images are all brightened and stay inside 0-255 after their
+        shift (Keras's own check, on the shifted images' min and max: the shift is monotone) is cut
+        to levels: clipped in the "tables" when every shifted value is in (-1, 256), else in the
+        "floats". None for a chunk that takes Keras's path image by image."""
+        stop = start + len(lows)
+        if lows.dtype != np.float32 or not self.brights[start:stop].all():
+            return None
+        shift = self.shift32[start:stop]
+        low, high = lows + shift, highs + shift
+        # min(max(x, lows), highs): the shifted ends as channel_shift clips them
+        if np.minimum(np.maximum(low, lows), highs).min() < 0:
+            return None
+        if np.minimum(np.maximum(high, lows), highs).max() > 255:
+            return None
+        return "tables" if low.min() > -1 and high.max() < 256 else "floats"
+
+    def _apply_uint8(self, start: int, images: np.ndarray, out: np.ndarray) -> None:
+        if self.tables is None:
+            if out is not images:
+                np.copyto(out, images, casting="unsafe")
+            return
+        stop = start + len(images)
+        tables = self.tables[start:stop]
+        if self.bounds is not None:
+            flat = images.reshape(len(images), -1)
+            lows, highs = flat.min(axis=1), flat.max(axis=1)
+            if self.monotone:
+                tables = color.clipped_luts(tables, self.bounds[start:stop], lows, highs)
+            else:
+                tables = color.pixel_luts(
+                    self.intensity[start:stop],
+                    self.factor[start:stop],
+                    lows,
+                    highs,
+                    self.channels,
+                    self.dtype,
+                )
+                if self.scale is not None:
+                    tables *= self.scale
+        _lut(images, tables, out)
+
+    def _apply_float(self, i: int, image: np.ndarray, out: np.ndarray, low: float, high: float) -> None:
+        shift, bright = bool(self.shifts[i]), bool(self.brights[i])
+        intensity = float(self.intensity[i])
+        if bright:
+            shifted = color.shifted_range(low, high, intensity, image.dtype)
+            if shifted[0] >= 0 and shifted[1] <= 255:
+                assert self.tables is not None
+                levels = color.brightness_levels(image, intensity, low, high, self.levels[0])
+                _lut(levels[None], self.tables[i : i + 1], out[None])
+                return
+            # Off the 0-255 scale Keras rescales the image around its own range first.
+            if shift:
+                color.channel_shift_into(image, intensity, low, high, image)
+            image = color.brightness(image, float(self.factor[i]))
+        elif shift:
+            target = out if out.dtype == image.dtype else image
+            color.channel_shift_into(image, intensity, low, high, target)
+            image = target
+        _copy_scaled(image, out, self.scale)
+
+
+def _copy_scaled(images: np.ndarray, out: np.ndarray, scale: Any) -> None:
+    if out is not images:
+        np.copyto(out, images, casting="unsafe")
+    if scale is not None:
+        out *= scale
+
+
+def _lut(images: np.ndarray, tables: np.ndarray, out: np.ndarray) -> None:
+    """``cv2.LUT`` of each (H, W, C) uint8 image of a batch through its own table (a float table
+    converts the dtype in the same pass)."""
+    if tables.dtype not in _LUT_DTYPES:  # float16 and the like: numpy's indexing
+        for image, table, dst in zip(images, tables, out, strict=True):
+            dst[...] = table[image] if table.ndim == 1 else table[image, np.arange(image.shape[-1])]
+        return
+    if images.shape[-1] == 1:  # OpenCV sees (H, W, 1) as (H, W): keep the output's trailing axis
+        images, out = images[..., 0], out[..., 0]
+    tables = (
+        tables.reshape(len(tables), 1, 256, -1) if tables.ndim == 3 else tables.reshape(len(tables), 1, 256)
+    )
+    for j in range(len(images)):
+        cv2.LUT(images[j], tables[j], dst=out[j])
 
 
 def _as_batch(images: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ class ShardedImages:
         self.shards = shards
         sizes = np.array([len(s) for s in shards], dtype=np.int64)
         self._starts = np.concatenate([[0], np.cumsum(sizes)])
-        self.shape = (int(self._starts[-1]), *shards[0].shape[1:])
+        self.shape: tuple[int, ...] = (int(self._starts[-1]), *shards[0].shape[1:])
         self.dtype = shards[0].dtype
 
     def __len__(self) -> int:
@@ -81,7 +81,8 @@ class PreparedDataset:
 
     @property
     def report(self) -> dict[str, Any]:
-        return json.loads((self.dir / "report.json").read_text())
+        report: dict[str, Any] = json.loads((self.dir / "report.json").read_text())
+        return report
 
     def images(self, split: str) -> ShardedImages:
         info = self._split(split)
@@ -89,7 +90,8 @@ class PreparedDataset:
 
     def labels(self, split: str) -> np.ndarray:
         self._split(split)
-        return np.load(self.dir / split / "labels.npy")
+        labels: np.ndarray = np.load(self.dir / split / "labels.npy")
+        return labels
 
     def arrays(self, split: str) -> tuple[ShardedImages, np.ndarray]:
         return self.images(split), self.labels(split)
@@ -162,7 +164,7 @@ class PreparedDataset:
                 epoch += 1
 
     def _split(self, split: str) -> dict[str, Any]:
-        info = self.manifest["splits"].get(split)
+        info: dict[str, Any] | None = self.manifest["splits"].get(split)
         if info is None:
             raise KeyError(f"no split {split!r} in {self.dir}; splits: {', '.join(self.manifest['splits'])}")
         return info

@@ -1,5 +1,5 @@
 """The defaults of ``augpipe run`` and ``augpipe preview``: the augmentation for the bundled digits and
-for the bundled photos, and the convnet the run trains."""
+for the bundled photos (the convnet the run trains is models.catalog.RUN_MODEL)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,6 @@ PHOTOS_CONFIG = AugmentConfig(
         PixelTransform(name="gaussian_blur", params={"blur_limit": (3, 5)}, p=0.3),
     ],
 )
-# A convnet that learns the 8x8 digits in seconds: the source material's Fashion-MNIST network.
-RUN_MODEL = "fashion_convnet"
 
 
 def augment_config_for(source: str) -> AugmentConfig:

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from models.catalog import RUN_MODEL
 from pipeline.config import AugmentConfig, PrepareConfig, TrainConfig
-from pipeline.defaults import DIGITS_CONFIG, RUN_MODEL
+from pipeline.defaults import DIGITS_CONFIG
 
 if TYPE_CHECKING:  # without importing the steps' modules
     from pipeline.prepare import PrepareResult

@@ -15,20 +15,62 @@ from __future__ import annotations
 
 import math
 import multiprocessing as mp
+import multiprocessing.pool
 import os
 import tempfile
 import weakref
 from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
 from pipeline.augment import Augmenter
 from pipeline.params import epoch_order
 
-_state: dict[str, Any] = {}
+
+class SharedArray(NamedTuple):
+    """An array in a file that worker processes map rather than receive: where, and how to read it."""
+
+    path: str
+    dtype: str  # numpy's dtype.str, e.g. "|u1"
+    shape: tuple[int, ...]
+    offset: int = 0  # in bytes, of its first element in the file
+
+    def open(self, mode: Literal["r", "r+", "w+"]) -> np.memmap:
+        return np.memmap(self.path, dtype=self.dtype, mode=mode, offset=self.offset, shape=self.shape)
+
+
+class MapJob(NamedTuple):
+    """What AugmentPool.map sends with each chunk: images (N, H, W, C), the result buffer, the keys."""
+
+    src: SharedArray
+    dst: SharedArray
+    epoch: int
+    seed: int
+
+
+class FeedJob(NamedTuple):
+    """What a BatchFeeder sends with each batch: its slots of images and of results, each (slots,
+    batch_size, H, W, C), and the seed; the epoch comes with each batch."""
+
+    src: SharedArray
+    dst: SharedArray
+    seed: int
+
+
+class _Worker:
+    """What a worker process keeps between jobs: its engine, and its mappings of the shared files."""
+
+    def __init__(self, augmenter: Augmenter):
+        self.augmenter = augmenter
+        self.maps: dict[tuple[SharedArray, SharedArray], tuple[np.memmap, np.memmap]] = {}
+        # The slots of the feeder this pool serves (one feeder per pool), by its images' file.
+        self.feed: tuple[SharedArray, np.memmap, np.memmap] | None = None
+
+
+_worker: _Worker  # set in each worker process by _init_worker
 
 
 def _shared_dir() -> str:
@@ -38,46 +80,37 @@ def _shared_dir() -> str:
 
 
 def _init_worker(augmenter: Augmenter) -> None:
+    global _worker
     import cv2
 
     cv2.setNumThreads(1)  # one core per process: OpenCV's own threads would oversubscribe
-    _state["augmenter"] = augmenter
-    _state["maps"] = {}
+    _worker = _Worker(augmenter)
 
 
-def _open(job: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    maps = _state.setdefault("maps", {})
-    key = (job["src"], job["src_offset"], job["src_shape"], job["dst"], job["dst_shape"])
+def _open(job: MapJob) -> tuple[np.memmap, np.memmap]:
+    maps = _worker.maps
+    key = (job.src, job.dst)
     if key not in maps:
         if len(maps) >= 4:  # a few recycled result buffers alternate; keep their mappings warm
             maps.pop(next(iter(maps)))
-        src = np.memmap(job["src"], dtype=job["src_dtype"], mode="r", offset=job["src_offset"],
-                        shape=job["src_shape"])  # fmt: skip
-        dst = np.memmap(job["dst"], dtype=job["dst_dtype"], mode="r+", shape=job["dst_shape"])
-        maps[key] = (src, dst)
+        maps[key] = (job.src.open("r"), job.dst.open("r+"))
     return maps[key]
 
 
-def _run_chunk(job: dict[str, Any], start: int, stop: int, indices: np.ndarray) -> tuple[int, int]:
+def _run_chunk(job: MapJob, start: int, stop: int, indices: np.ndarray) -> tuple[int, int]:
     src, dst = _open(job)
-    batch, _ = _state["augmenter"].augment_batch(
-        np.asarray(src[start:stop]), indices, epoch=job["epoch"], seed=job["seed"]
+    batch, _ = _worker.augmenter.augment_batch(
+        np.asarray(src[start:stop]), indices, epoch=job.epoch, seed=job.seed
     )
     dst[start:stop] = batch
     return start, stop
 
 
-def _augment_slot(job: dict[str, Any], slot: int, n: int, indices: np.ndarray, epoch: int) -> None:
-    slots = _state.setdefault("slots", {})
-    if job["src"] not in slots:
-        slots.clear()  # one feeder per worker pool: a new buffer replaces the old one
-        slots[job["src"]] = (
-            np.memmap(job["src"], dtype=job["src_dtype"], mode="r", shape=job["src_shape"]),
-            np.memmap(job["dst"], dtype=job["dst_dtype"], mode="r+", shape=job["dst_shape"]),
-        )
-    src, dst = slots[job["src"]]
-    batch, _ = _state["augmenter"].augment_batch(np.asarray(src[slot, :n]), indices, epoch=epoch,
-                                                 seed=job["seed"])  # fmt: skip
+def _augment_slot(job: FeedJob, slot: int, n: int, indices: np.ndarray, epoch: int) -> None:
+    if _worker.feed is None or _worker.feed[0] != job.src:
+        _worker.feed = (job.src, job.src.open("r"), job.dst.open("r+"))
+    _, src, dst = _worker.feed
+    batch, _ = _worker.augmenter.augment_batch(np.asarray(src[slot, :n]), indices, epoch=epoch, seed=job.seed)
     dst[slot, :n] = batch
 
 
@@ -87,7 +120,7 @@ def _file_offset(view: np.memmap) -> int:
     while isinstance(root.base, np.memmap):
         root = root.base
     address = view.__array_interface__["data"][0] - root.__array_interface__["data"][0]
-    return int(root.offset) + address
+    return int(root.offset) + int(address)
 
 
 class AugmentPool:
@@ -104,7 +137,7 @@ class AugmentPool:
             raise ValueError(f"workers must be >= 1, but got {workers}")
         self.augmenter = augmenter
         self.workers = workers
-        self._pool = None
+        self._pool: multiprocessing.pool.Pool | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._src: np.memmap | None = None
         self._free: dict[tuple[tuple[int, ...], str], list[str]] = {}
@@ -152,11 +185,12 @@ class AugmentPool:
         probe, _ = self.augmenter.augment_batch(images[:1], idx[:1], epoch, seed)
         dst_shape = (n, *probe.shape[1:])
         dst = self._shared_output(dst_shape, probe.dtype)
-        job = {
-            "src": src_path, "src_offset": src_offset, "src_dtype": images.dtype.str,
-            "src_shape": images.shape, "dst": str(dst.filename), "dst_dtype": probe.dtype.str,
-            "dst_shape": dst_shape, "epoch": epoch, "seed": seed,
-        }  # fmt: skip
+        job = MapJob(
+            SharedArray(src_path, images.dtype.str, images.shape, src_offset),
+            SharedArray(str(dst.filename), probe.dtype.str, dst_shape),
+            epoch,
+            seed,
+        )
         step = chunk_size or max(8, math.ceil(n / (self.workers * 8)))
         chunks = [(job, s, min(s + step, n), idx[s : s + step]) for s in range(0, n, step)]
         self._pool.starmap(_run_chunk, chunks, chunksize=1)
@@ -211,7 +245,7 @@ class AugmentPool:
         self.close()
 
 
-def _start_pool(augmenter: Augmenter, workers: int, start_method: str | None) -> Any:
+def _start_pool(augmenter: Augmenter, workers: int, start_method: str | None) -> multiprocessing.pool.Pool:
     # Forking a process whose libraries already run threads (TensorFlow, OpenCV's pool, BLAS) can
     # deadlock the child; a fork server forks from a clean, single-threaded process that has
     # imported only the engine.
@@ -261,7 +295,7 @@ class BatchFeeder:
         self.shuffle = shuffle
         self.workers = workers
         self._slots = max(prefetch, workers)
-        self._pool = None
+        self._pool: multiprocessing.pool.Pool | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if workers:
             self._pool = _start_pool(augmenter, workers, start_method)
@@ -271,13 +305,13 @@ class BatchFeeder:
             shape = (self._slots, batch_size, *first.shape[1:])
             out_shape = (self._slots, batch_size, *probe.shape[1:])
             folder = Path(self._tmp.name)
-            self._job = {
-                "src": str(folder / "in"), "src_dtype": first.dtype.str, "src_shape": shape,
-                "dst": str(folder / "out"), "dst_dtype": probe.dtype.str, "dst_shape": out_shape,
-                "seed": 0,
-            }  # fmt: skip
-            self._in = np.memmap(self._job["src"], dtype=first.dtype, mode="w+", shape=shape)
-            self._out = np.memmap(self._job["dst"], dtype=probe.dtype, mode="w+", shape=out_shape)
+            self._job = FeedJob(
+                SharedArray(str(folder / "in"), first.dtype.str, shape),
+                SharedArray(str(folder / "out"), probe.dtype.str, out_shape),
+                seed=0,
+            )
+            self._in = self._job.src.open("w+")
+            self._out = self._job.dst.open("w+")
 
     def __len__(self) -> int:
         """Batches per epoch."""
@@ -292,15 +326,13 @@ class BatchFeeder:
                 x, _ = self.augmenter.augment_batch(self.images[rows], rows, epoch=epoch, seed=seed)
                 yield x, self.labels[rows], rows
             return
-        job = {**self._job, "seed": seed}
-        pending: deque[tuple[int, np.ndarray, Any]] = deque()
+        pool, job = self._pool, self._job._replace(seed=seed)
+        pending: deque[tuple[int, np.ndarray, multiprocessing.pool.AsyncResult[None]]] = deque()
 
         def submit(b: int) -> None:
             rows, slot = batches[b], b % self._slots
             self._in[slot, : len(rows)] = self.images[rows]
-            pending.append(
-                (slot, rows, self._pool.apply_async(_augment_slot, (job, slot, len(rows), rows, epoch)))
-            )
+            pending.append((slot, rows, pool.apply_async(_augment_slot, (job, slot, len(rows), rows, epoch))))
 
         try:
             for b in range(min(self._slots, len(batches))):

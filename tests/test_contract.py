@@ -3,10 +3,13 @@
 For uint8 and float32 batches of six different photographs: the input is not mutated; dtype and
 shape are preserved (crops give their own size); batched equals unbatched; the same key gives the
 same bytes and another seed other bytes; recorded parameters replay to the same bytes; the engine
-and its config survive pickling; colour-only extras refuse grayscale clearly.
+and its config survive pickling; colour-only extras refuse grayscale clearly. With every option
+and extra on, threads sharing one engine give the bytes of a serial run, and replay applies the
+recorded parameters, arrays included, without drawing.
 """
 
 import pickle
+import threading
 
 import numpy as np
 import pytest
@@ -120,3 +123,66 @@ def test_transform_contract(name, dtype, photo_batch_u8, gray_batch_u8):
         assert g.dtype == gray.dtype and g.shape == (n, *hw, 1)
 
     np.testing.assert_array_equal(x, pristine)
+
+
+# ---- threads, and replay from the recorded parameters ---------------------------------------------
+# Gated at 0.7 so that some samples skip each extra; crops must apply to every sample.
+EVERY_EXTRA = [
+    {"name": n, "params": EXTRA_PARAMS.get(n, {}), "p": 1.0 if n in EXTRA_PARAMS else 0.7}
+    for n in EXTRA_TRANSFORMS
+]
+EVERY_OPTION = {k: v for opts in KERAS_OPTIONS.values() for k, v in opts.items()}
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+@pytest.mark.parametrize("fill_mode", ["nearest", "reflect", "wrap", "constant"])
+def test_threads_give_the_bytes_of_a_serial_run(fill_mode, dtype, photo_batch_u8):
+    # Keras's PyDataset calls from several threads: one shared engine, every option and extra on,
+    # eight threads augmenting overlapping sets of samples at once give what one thread gives.
+    aug = Augmenter(AugmentConfig(**EVERY_OPTION, fill_mode=fill_mode, cval=60.0, extras=EVERY_EXTRA))
+    x = np.concatenate([photo_batch_u8, photo_batch_u8[::-1]]).astype(dtype)
+    n, threads, rounds = len(x), 8, 3
+    sets = [np.arange(t, t + 5) % n for t in range(threads)]
+    serial = [aug.augment_batch(x[s], s, epoch=2, seed=9)[0] for s in sets]
+    barrier = threading.Barrier(threads)
+    results: dict[int, list[np.ndarray]] = {t: [] for t in range(threads)}
+
+    def work(t: int) -> None:
+        barrier.wait()
+        for _ in range(rounds):
+            results[t].append(aug.augment_batch(x[sets[t]], sets[t], epoch=2, seed=9)[0])
+
+    pool = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    for t in range(threads):
+        assert len(results[t]) == rounds
+        for got in results[t]:
+            assert same_bytes(got, serial[t]), f"thread {t} differs from the serial run"
+
+
+def test_replay_uses_the_recorded_parameters_losslessly(photo_batch_u8):
+    aug = Augmenter(AugmentConfig(rotation_range=20, extras=EVERY_EXTRA))
+    x = photo_batch_u8
+    idx = np.arange(len(x))
+    out, params = aug.augment_batch(x, idx, epoch=1, seed=4)
+    drawn = [e for sample in params.extras for e in sample if e.applied]
+    assert {e.name for e in drawn} == set(EXTRA_TRANSFORMS)
+    # Arrays stay arrays (the noise's map, the cutout's holes): nothing is summarised.
+    noise = next(e for e in drawn if e.name == "noise")
+    assert isinstance(noise.params["noise_map"], np.ndarray) and noise.params["noise_map"].size > 16
+    assert not any(isinstance(v, str) and v.startswith("array") for e in drawn for v in e.params.values())
+    # Replay from the records alone, round-tripped through pickle, under other keys: the same bytes,
+    # so replay applies what was recorded and draws nothing.
+    columns = {k: v.copy() for k, v in params.columns.items()}
+    recorded = pickle.loads(pickle.dumps(params.extras))
+    other_keys = np.asarray(params.keys) + np.uint64(1)
+    for replay in (BatchParams(columns, recorded), BatchParams(columns, recorded, keys=other_keys)):
+        assert same_bytes(aug.transform_batch(x, replay, dtype=np.float32), out)
+    # One sample's Keras dict carries its records as plain dicts, and replays alone.
+    for i in range(len(x)):
+        one = pickle.loads(pickle.dumps(params[i]))
+        assert [e["name"] for e in one["extras"]] == list(EXTRA_TRANSFORMS)
+        assert same_bytes(aug.apply_transform(x[i], one).astype(np.float32), out[i])

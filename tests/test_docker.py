@@ -196,8 +196,9 @@ def test_copied_sources_exist_and_are_in_the_build_context(flavour):
 
 def test_dockerignore_keeps_what_the_images_and_flows_need():
     patterns = _dockerignore()
-    needed = ["pyproject.toml", "README.md", "prefect.yaml", "docker/requirements.py", "flows/cli.py",
-              "flows/prepare.py", "pipeline/__init__.py", "models/__init__.py"]  # fmt: skip
+    needed = ["pyproject.toml", "README.md", "prefect.yaml", "docker/requirements.py",
+              "flows/cli/__init__.py", "flows/prepare.py", "pipeline/__init__.py",
+              "models/__init__.py"]  # fmt: skip
     assert [p for p in needed if _ignored(p, patterns)] == []
     left_out = [".git", ".venv", "prepared/x", "runs/x", "previews/x", "flows/__pycache__/cli.pyc"]
     assert [p for p in left_out if not _ignored(p, patterns)] == []
@@ -340,7 +341,7 @@ def test_console_scripts_exist():
     assert scripts["prefect"] == "prefect.cli:app"
     target = pyproject()["project"]["scripts"]["augpipe"]
     assert target == "flows.cli:app"
-    assert (REPO / "flows" / "cli.py").is_file()
+    assert (REPO / "flows" / "cli" / "__init__.py").is_file()
     import flows.cli
 
     assert isinstance(flows.cli.app, typer.Typer)

@@ -11,12 +11,12 @@ import pytest
 from PIL import Image
 from PIL.ExifTags import Base
 
-import pipeline.prepare as prepare_module
+import pipeline.prepare.decoding
 from pipeline.config import PrepareConfig
 from pipeline.errors import DataError
 from pipeline.ingest import decode_image
 from pipeline.ingest.headers import group_by_size, header_size
-from pipeline.prepare import Item, decode_chunk, finalize, prepare, scan, start_run
+from pipeline.prepare import Item, decode_chunk, discard_run, finalize, prepare, scan, start_run
 
 FIX = "set target_size (--target-size HEIGHTxWIDTH on the command line) to resize every image to one size"
 
@@ -128,7 +128,7 @@ def test_mixed_sizes_are_refused_from_the_headers_before_anything_is_decoded(
     def no_decoding(*args: object) -> None:
         raise AssertionError("a chunk was decoded")
 
-    monkeypatch.setattr(prepare_module, "decode_chunk", no_decoding)
+    monkeypatch.setattr(pipeline.prepare.decoding, "decode_chunk", no_decoding)
     with pytest.raises(DataError, match="2 are 24x24 .*--target-size HEIGHTxWIDTH"):
         prepare(cfg)
     _assert_nothing_written(out)
@@ -198,7 +198,7 @@ def test_decoding_still_refuses_what_headers_did_not_tell(mixed_tree, tmp_path):
             "1 is 24x24 (dogs/big0.jpg); " + FIX
         )
     finally:
-        prepare_module.discard_run(run)
+        discard_run(run)
     run = start_run(cfg)
     records = [
         decode_chunk(cfg, [item(key)], run.staging, i)

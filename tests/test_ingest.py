@@ -15,6 +15,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from pipeline.ingest import (
+    DecodeOptions,
     ImageProblem,
     Sample,
     check_and_decode,
@@ -26,7 +27,7 @@ from pipeline.ingest import (
     read_manifest,
     scan_class_folders,
 )
-from pipeline.ingest.decode import center_crop_to_aspect, file_extension, read_file
+from pipeline.ingest.decode import center_crop_to_aspect, decode_checked, file_extension, read_file
 from pipeline.ingest.sources import LeftOutRows
 
 MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
@@ -355,6 +356,32 @@ def test_bad_options_raise():
         decode_image(b"x", color_mode="cmyk")
     with pytest.raises(ValueError, match="interpolation .* but got 'cubic'"):
         decode_image(b"x", interpolation="cubic")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"color_mode": "cmyk"}, "color_mode .* but got 'cmyk'"),
+        ({"interpolation": "cubic"}, "interpolation .* but got 'cubic'"),
+        ({"target_size": (0, 4)}, r"target_size .* but got \(0, 4\)"),
+        ({"target_size": (4,)}, r"target_size .* but got \(4,\)"),
+        ({"max_pixels": 0}, "max_pixels must be positive, but got 0"),
+    ],
+)
+def test_decode_options_are_checked_once_when_made(options, message):
+    with pytest.raises(ValueError, match=message):
+        DecodeOptions(**options)
+
+
+def test_decode_options_decode_as_the_keyword_arguments_do(tmp_path, photos_u8):
+    path = tmp_path / "photo.png"
+    path.write_bytes(_encode(photos_u8["rgb"], "PNG"))
+    options = DecodeOptions("grayscale", [30, 40], "area", keep_aspect_ratio=True)  # a list, as from JSON
+    assert options == DecodeOptions("grayscale", (30, 40), "area", True) and hash(options)
+    expected = check_and_decode(path, "grayscale", (30, 40), "area", keep_aspect_ratio=True)
+    np.testing.assert_array_equal(decode_checked(path.read_bytes(), str(path), options), expected)
+    assert DecodeOptions(max_pixels=10).max_file_bytes == 1 << 30  # never below the bound for metadata
+    assert DecodeOptions(max_pixels=1 << 28).max_file_bytes == 16 << 28
 
 
 # ---------------------------------------------------------------- broken files

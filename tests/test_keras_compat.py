@@ -28,6 +28,7 @@ from pipeline.keras_compat import (  # noqa: E402
     DataFrameIterator,
     DirectoryIterator,
     ImageDataGenerator,
+    Iterator,
     NumpyArrayIterator,
 )
 
@@ -513,3 +514,114 @@ def test_unreadable_files_never_stop_training(tree, monkeypatch, tmp_path):
     with pytest.warns(UserWarning, match="left out 1 unreadable"):
         df_it = g.flow_from_dataframe(frame, str(root), target_size=TARGET)
     assert df_it.samples == 7
+
+
+# ---- Keras's iterator protocol: next(), index_generator, empty datasets -----------------------------
+def test_next_method_serves_what_next_serves(tree, frame, array_data):
+    x, y = array_data
+    g = ImageDataGenerator(**AUGMENT)
+    makers = [
+        lambda: g.flow(x, y, batch_size=5, seed=4),
+        lambda: g.flow_from_directory(str(tree), target_size=TARGET, batch_size=4, seed=4),
+        lambda: g.flow_from_dataframe(frame, str(tree), target_size=TARGET, batch_size=4, seed=4),
+    ]
+    for make in makers:
+        a, b = make(), make()
+        for _ in range(len(a) + 1):  # across the epoch's end
+            _assert_same(a.next(), next(b))
+    # Without augmentation, the walk is Keras's, wrap-around included.
+    ours = ImageDataGenerator(rescale=1 / 255).flow(x, y, batch_size=5, shuffle=False)
+    theirs = keras_image.ImageDataGenerator(rescale=1 / 255).flow(x, y, batch_size=5, shuffle=False)
+    for _ in range(4):
+        _assert_same(ours.next(), next(theirs))
+
+
+def test_index_generator_moves_the_cursor_next_reads(array_data):
+    x, y = array_data
+    ours = ImageDataGenerator().flow(x, y, batch_size=5, shuffle=False)
+    theirs = keras_image.ImageDataGenerator().flow(x, y, batch_size=5, shuffle=False)
+    for _ in range(4):  # 5, 5, 2, then the next epoch
+        assert np.array_equal(next(ours.index_generator), next(theirs.index_generator))
+    assert (ours.batch_index, ours.total_batches_seen) == (theirs.batch_index, theirs.total_batches_seen)
+    _assert_same(next(ours), next(theirs))  # both serve batch 1 now
+    shuffled = ImageDataGenerator().flow(x, y, batch_size=5, seed=9)
+    indices = shuffled.index_generator
+    epoch0 = np.concatenate([next(indices) for _ in range(3)])
+    assert np.array_equal(epoch0, np.random.default_rng([9, 0]).permutation(len(x))) and shuffled.epoch == 1
+    assert np.array_equal(next(indices), np.random.default_rng([9, 1]).permutation(len(x))[:5])
+
+
+def test_empty_datasets_behave_like_keras(tmp_path):
+    for batch_size in (0, 32):
+        it = Iterator(0, batch_size, False, 0)
+        assert len(it) == 0 and next(it.index_generator).size == 0
+    with pytest.raises(ValueError, match="batch_size"):  # Keras would serve empty batches forever
+        Iterator(5, 0, False, 0)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for class_mode in ("categorical", "binary", None):
+        kw = dict(batch_size=32, class_mode=class_mode, target_size=TARGET)
+        ours = ImageDataGenerator().flow_from_directory(str(empty), **kw)
+        theirs = keras_image.ImageDataGenerator().flow_from_directory(str(empty), **kw)
+        assert len(ours) == len(theirs) == 0
+        _assert_same(next(ours), next(theirs))
+        _assert_same(ours.next(), next(theirs))
+        for it in (ours, theirs):
+            with pytest.raises(ValueError, match="has length 0"):
+                it[0]
+    x = np.zeros((0, 8, 8, 3), np.uint8)
+    ours = ImageDataGenerator(**AUGMENT).flow(x, np.zeros(0), batch_size=4)
+    theirs = keras_image.ImageDataGenerator(**AUGMENT).flow(x, np.zeros(0), batch_size=4)
+    _assert_same(next(ours), next(theirs))
+
+
+# ---- fit in the generator's dtype ---------------------------------------------------------------------
+def test_fit_computes_in_the_generator_dtype(array_data):
+    x, y = array_data
+    opts = dict(featurewise_center=True, featurewise_std_normalization=True, rescale=1 / 255)
+    ours = ImageDataGenerator(**opts, dtype="float64")
+    theirs = keras_image.ImageDataGenerator(**opts, dtype="float64")
+    ours.fit(x)
+    theirs.fit(x)
+    assert ours.mean.dtype == ours.std.dtype == theirs.mean.dtype == np.float64
+    np.testing.assert_allclose(ours.mean, theirs.mean, rtol=1e-12)
+    np.testing.assert_allclose(ours.std, theirs.std, rtol=1e-12)
+    batch = ours.flow(x, batch_size=len(x), shuffle=False)[0]
+    expected = theirs.flow(x, batch_size=len(x), shuffle=False)[0]
+    assert batch.dtype == np.float64
+    np.testing.assert_allclose(batch, expected, rtol=0, atol=1e-12)
+    assert np.abs(batch.mean(axis=(0, 1, 2))).max() < 1e-12  # float32 statistics leave about 1e-6
+    streamed = ImageDataGenerator(**opts, dtype="float64")
+    streamed.fit(ImageDataGenerator().flow(x, y, batch_size=5))
+    assert streamed.mean.dtype == np.float64
+    np.testing.assert_allclose(streamed.mean, ours.mean, rtol=1e-12)
+    np.testing.assert_allclose(streamed.std, ours.std, rtol=1e-9)
+    augmented = ImageDataGenerator(**opts, rotation_range=10, dtype="float64")
+    augmented.fit(x, augment=True, rounds=2, seed=1)
+    assert augmented.mean.dtype == augmented.std.dtype == np.float64
+    default = ImageDataGenerator(**opts)  # Keras's floatx: float32, as before
+    default.fit(x)
+    assert default.mean.dtype == default.std.dtype == np.float32
+
+
+# ---- interpolation="area" -------------------------------------------------------------------------------
+def test_unknown_interpolation_fails_at_the_first_batch_like_keras(tree, frame, tmp_path, photos):
+    kw = dict(target_size=TARGET, batch_size=4, shuffle=False, interpolation="area")
+    ours = ImageDataGenerator().flow_from_directory(str(tree), **kw)  # built, as Keras builds it
+    theirs = keras_image.ImageDataGenerator().flow_from_directory(str(tree), **kw)
+    frame_it = ImageDataGenerator().flow_from_dataframe(frame, str(tree), **kw)
+    with pytest.raises(ValueError) as keras_error:
+        theirs[0]
+    for it in (ours, frame_it):
+        with pytest.raises(ConfigError) as error:  # a ValueError too, with Keras's message
+            it[0]
+        assert str(error.value) == str(keras_error.value)
+        assert it.skipped == []  # a bad option, not bad files
+    # Images already of target_size are never resized, so Keras accepts "area" for them.
+    sized = tmp_path / "sized"
+    (sized / "only").mkdir(parents=True)
+    for name in ("coffee", "rocket"):
+        Image.fromarray(_small(photos[name], TARGET[1], TARGET[0])).save(sized / "only" / f"{name}.png")
+    ours = ImageDataGenerator().flow_from_directory(str(sized), **kw)
+    theirs = keras_image.ImageDataGenerator().flow_from_directory(str(sized), **kw)
+    _assert_same(_all(ours), _all(theirs))

@@ -21,7 +21,8 @@ import pytest
 from pipeline.config import PrepareConfig
 from pipeline.ingest import load_keras_dataset, read_idx
 from pipeline.ingest.sources import KERAS_DATASETS_URL_ENV, KERAS_FILES, keras_file_url
-from pipeline.prepare import _load_arrays, prepare
+from pipeline.prepare import prepare
+from pipeline.prepare.sources import _load_arrays
 
 MNIST = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist"
 KERAS_MNIST_SHA256 = (

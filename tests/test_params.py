@@ -4,6 +4,9 @@ Keras draws from the global numpy RNG, seeded once per comparison (and restored 
 are keyed by (seed, epoch, index). The distributions must match, the streams of course not.
 """
 
+import copy
+import random
+import threading
 from collections import Counter
 
 import numpy as np
@@ -14,6 +17,10 @@ from keras.src.legacy.preprocessing.image import ImageDataGenerator
 from scipy import stats
 
 from pipeline import AugmentConfig, Augmenter
+from pipeline import params as P
+from pipeline.config.augment import GEOMETRY_OPTIONS, PIXEL_OPTIONS
+from pipeline.functional.pixel import build_extra
+from pipeline.params import KERAS_KEYS, OPTION_KEYS, SHIFTS, keys_drawn, shift_extent
 
 N = 4000
 SHAPE = (120, 180, 3)  # non-square, so a shift scaled by the wrong side shows
@@ -101,6 +108,18 @@ def test_int_shift_is_a_signed_choice_from_range(n):
     expected = {v: (1 / n if v == 0 else 1 / (2 * n)) for v in counts}
     for v, c in counts.items():
         assert abs(c / N - expected[v]) < 5 * np.sqrt(expected[v] * (1 - expected[v]) / N) + 1e-12
+
+
+SHIFT_CASES = [p for p in CONTINUOUS if set(p.values[0]) & set(SHIFTS)] + DISCRETE_SHIFTS
+
+
+@pytest.mark.parametrize(("options", "key"), [pytest.param(*p.values[:2], id=p.id) for p in SHIFT_CASES])
+def test_shift_extent_is_the_largest_shift_keras_draws(options, key):
+    (option,) = options
+    assert option in SHIFTS and OPTION_KEYS[option] == (key,)
+    extent = shift_extent(option, getattr(AugmentConfig(**options), option), SHAPE)
+    theirs = np.abs(keras_draws(options)[key].astype(np.float64)).max()
+    assert 0.99 * extent < theirs <= extent
 
 
 @pytest.mark.parametrize("key", ["flip_horizontal", "flip_vertical"])
@@ -197,6 +216,23 @@ def test_switching_other_options_on_does_not_change_a_draw(key):
     np.testing.assert_array_equal(alone, together)
 
 
+@pytest.mark.parametrize("option", OPTION_KEYS)
+def test_an_option_draws_exactly_its_keys(option):
+    options = next(opts for opts in SLOTTED.values() if option in opts)
+    assert keys_drawn(AugmentConfig(**options)) == OPTION_KEYS[option]
+    identity, ours = our_draws({}, n=200), our_draws(options, n=200)
+    for key in KERAS_KEYS:
+        unchanged = np.array_equal(ours[key], identity[key], equal_nan=True)
+        assert unchanged != (key in OPTION_KEYS[option]), key
+
+
+def test_options_set_to_draw_nothing_draw_no_keys():
+    off = AugmentConfig(width_shift_range=0, height_shift_range=0.0, zoom_range=(1.0, 1.0), rotation_range=0)
+    assert keys_drawn(off) == () == keys_drawn(AugmentConfig())
+    assert keys_drawn(AugmentConfig(**ALL_OPTIONS)) == KERAS_KEYS
+    assert shift_extent("width_shift_range", 0, SHAPE) == 0.0
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     seed=st.integers(0, 2**64 - 1),
@@ -214,3 +250,52 @@ def test_property_draws_are_per_sample_functions_of_the_key(seed, epoch, indices
         assert aug.draw(SHAPE, [indices[k]], epoch=epoch, seed=seed)[0] == whole[int(k)]
     p = whole[0]
     assert -25 <= p["theta"] <= 25 and 0.8 <= p["zx"] <= 1.2 and 0.6 <= p["brightness"] <= 1.4
+
+
+def test_every_keras_option_has_its_keys():
+    # config names the options (GEOMETRY_OPTIONS, PIXEL_OPTIONS); params says what each draws.
+    assert set(OPTION_KEYS) == {*GEOMETRY_OPTIONS, *PIXEL_OPTIONS}
+
+
+# ---- the extras' draws ------------------------------------------------------------------------------
+def test_slots_drawn_together_equal_one_at_a_time():
+    keys = P.sample_keys(5, 2, np.arange(300))
+    together = P.uniform01(keys[:, None], np.arange(12))
+    for slot in range(12):
+        np.testing.assert_array_equal(together[:, slot], P.uniform01(keys, slot))
+
+
+def test_extra_gates_are_per_sample_and_per_extra():
+    keys = P.sample_keys(1, 0, np.arange(4000))
+    gates = P.extra_gates(keys, [0.25, 0.5, 1.0, 0.0])
+    assert gates.shape == (4000, 4)
+    np.testing.assert_allclose(gates.mean(axis=0), [0.25, 0.5, 1.0, 0.0], atol=0.03)
+    assert abs(np.corrcoef(gates[:, 0], gates[:, 1])[0, 1]) < 0.05  # each extra has its own slot
+    np.testing.assert_array_equal(P.extra_gates(keys[7:9], [0.25, 0.5, 1.0, 0.0]), gates[7:9])
+
+
+def _same_params(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("name", ["noise", "cutout", "hue", "random_crop"])
+def test_an_extra_draws_from_the_samples_key_alone(name):
+    # The same key draws the same parameters from any copy of the transform, in any thread, and
+    # leaves the global generators alone; another key or another extra slot draws others.
+    transform = build_extra(name, {"height": 32, "width": 40} if name == "random_crop" else {})
+    image = np.zeros((48, 64, 3), np.uint8)
+    key = P.sample_keys(3, 1, [17])
+    np.random.seed(5)  # noqa: NPY002 - the global RNG is what this test watches
+    random.seed(5)
+    before = (np.random.get_state()[1].copy(), random.getstate())  # noqa: NPY002
+    first = P.draw_extra(transform, image, key, 2)
+    assert np.array_equal(np.random.get_state()[1], before[0]) and random.getstate() == before[1]  # noqa: NPY002
+    drawn: list[dict] = []
+    thread = threading.Thread(
+        target=lambda: drawn.append(P.draw_extra(copy.deepcopy(transform), image, key, 2))
+    )
+    thread.start()
+    thread.join()
+    assert _same_params(drawn[0], first)
+    assert not _same_params(P.draw_extra(transform, image, P.sample_keys(3, 1, [18]), 2), first)
+    assert not _same_params(P.draw_extra(transform, image, key, 3), first)

@@ -127,6 +127,50 @@ def test_flow_refuses_a_dask_address_its_task_runner_does_not_use(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_flow_and_prepare_run_the_same_steps_in_the_same_order(class_tree, tmp_path, monkeypatch):
+    """One orchestrator: the flow's tasks are the steps that prepare() calls, through run_preparation."""
+    import flows.prepare as prepare_flow
+    import pipeline.prepare.orchestrate as orchestrate
+
+    calls: list[str] = []
+    real = orchestrate.run_preparation
+
+    def recording(cfg, steps):
+        calls.append(type(steps).__name__)
+        return real(cfg, steps)
+
+    monkeypatch.setattr(orchestrate, "run_preparation", recording)
+    monkeypatch.setattr(prepare_flow.prepare, "run_preparation", recording)
+    here = prepare(_tree_config(class_tree, tmp_path / "here"))
+    as_flow = run_prepare(_tree_config(class_tree, tmp_path / "flow"))
+    assert calls == ["InProcess", "AsTasks"]
+    assert _content(here.version_dir)["files"] == _content(as_flow.version_dir)["files"]
+    assert here.report["quarantined"] == as_flow.report["quarantined"]
+
+
+def test_the_training_flow_prepares_a_source_as_a_prepare_dataset_subflow(tmp_path):
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    from flows.train import as_result, train_model
+    from pipeline.config import TrainConfig
+    from pipeline.training import dataset_folder
+
+    cfg = TrainConfig(
+        dataset="digits", prepare_options={"color_mode": "grayscale"}, model="shapes_net", epochs=1,
+        batch_size=64, workers=0, max_train_samples=128, runs_dir=str(tmp_path / "runs"), run_name="run",
+        mlflow=False,
+    )  # fmt: skip
+    result = as_result(train_model(cfg))
+    folder = dataset_folder(cfg)
+    assert _manifest(current_version(folder))["image_shape"] == [8, 8, 1]
+    assert result.summary()["train_images"] == 128
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["prepare-dataset"])))
+    (subflow,) = [run for run in runs if run.parameters["config"]["out"] == str(folder)]
+    assert subflow.parent_task_run_id is not None and subflow.state.is_completed()
+
+
 @pytest.mark.slow
 def test_dask_cluster_gives_the_same_dataset_as_threads(class_tree, tree_result, tmp_path):
     distributed = pytest.importorskip("distributed")

@@ -23,7 +23,7 @@ from pipeline.errors import RunStateError
 from pipeline.ingest import load_bundled_digits
 from pipeline.prepare import prepare
 from pipeline.tracking import EPOCH_COLUMNS, confusion_matrix
-from pipeline.training import RunState, _early_stopping, train
+from pipeline.training import EarlyStopping, EpochMetrics, RunState, train
 from pipeline.workers import BatchFeeder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -140,6 +140,7 @@ def test_flow_writes_tensorboard_scalars(flow_run):
 
 
 def test_flow_publishes_prefect_artifacts(flow_run):
+    cfg = flow_run[0]
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         ArtifactFilter,
@@ -155,11 +156,16 @@ def test_flow_publishes_prefect_artifacts(flow_run):
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["train-run", "train-run-summary"])),
             flow_run_filter=FlowRunFilter(),
             task_run_filter=TaskRunFilter(),
-            limit=10,
+            limit=50,
             offset=0,
             sort=ArtifactSort.KEY_ASC,
         )
-    artifacts = {a.key: a for a in found}
+        # The session's API holds other tests' training runs too: keep this run's artifacts.
+        ours = {
+            run_id for run_id in {a.flow_run_id for a in found}
+            if client.read_flow_run(run_id).parameters["config"]["runs_dir"] == cfg.runs_dir
+        }  # fmt: skip
+    artifacts = {a.key: a for a in found if a.flow_run_id in ours}
     assert set(artifacts) == {"train-run", "train-run-summary"}
     table = artifacts["train-run"].data
     table = json.loads(table) if isinstance(table, str) else table
@@ -277,12 +283,44 @@ def test_config_mistakes_are_named():
         TrainConfig(dataset="photos/", prepare_options={"color_mode": "cmyk"})
 
 
+def _epoch(epoch: int, loss: float, val_loss: float | None) -> EpochMetrics:
+    val_accuracy = None if val_loss is None else 0.5
+    return EpochMetrics(
+        epoch=epoch,
+        loss=loss,
+        accuracy=0.5,
+        val_loss=val_loss,
+        val_accuracy=val_accuracy,
+        learning_rate=1e-3,
+        images_per_second=100.0,
+        epoch_seconds=1.0,
+        input_wait_fraction=0.1,
+        phase="train",
+    )
+
+
 def test_early_stopping_counts_epochs_without_improvement():
-    cfg = TrainConfig(early_stopping_patience=2)
-    state = RunState(config_digest="", run_key="")
+    stopping = EarlyStopping(patience=2)
     for epoch, val in enumerate([1.0, 0.8, 0.9, 0.85], start=1):
-        _early_stopping(state, {"epoch": epoch, "loss": 0.0, "val_loss": val}, cfg)
-    assert state.best_epoch == 2 and state.stopped_early
+        assert not stopping.stop
+        stopping = stopping.update(_epoch(epoch, 0.0, val))
+    assert (stopping.best, stopping.best_epoch, stopping.wait) == (0.8, 2, 2) and stopping.stop
+    # Without validation the training loss is monitored; without patience a run never stops.
+    stopping = EarlyStopping(patience=None)
+    for epoch, loss in enumerate([1.0, 0.5, 0.7, 0.9, 1.1], start=1):
+        stopping = stopping.update(_epoch(epoch, loss, None))
+    assert (stopping.best_epoch, stopping.wait, stopping.stop) == (2, 3, False)
+
+
+def test_the_run_state_records_early_stopping_and_resumes_it():
+    state = RunState(config_digest="", run_key="")
+    stopping = state.early_stopping(patience=1)
+    for epoch, val in enumerate([0.5, 0.6], start=1):
+        stopping = stopping.update(_epoch(epoch, 0.0, val))
+        state = state.after_epoch(_epoch(epoch, 0.0, val).row(), stopping)
+    assert [r["epoch"] for r in state.history] == [1, 2] and state.stopped_early
+    assert (state.best, state.best_epoch, state.wait) == (0.5, 1, 1)
+    assert state.early_stopping(patience=1) == stopping
 
 
 def test_confusion_matrix_counts_pairs():

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from pipeline.errors import ConfigError
 
@@ -58,6 +59,7 @@ def fit_array(
 ) -> FitStats:
     """Keras's ``ImageDataGenerator.fit`` on an in-memory float batch (N, H, W, C), after rescale.
 
+    The statistics are computed in ``x``'s dtype, as Keras computes them in its generator's ``dtype``.
     ``x`` is modified in place, as Keras does on its own copy.
     """
     stats = FitStats()
@@ -79,7 +81,8 @@ def fit_array(
 
 
 class StreamingFit:
-    """Accumulates featurewise statistics over batches, in float64, for data larger than memory.
+    """Accumulates featurewise statistics over batches, in float64, for data larger than memory;
+    :meth:`finish` returns them in the ``dtype`` asked for (float32 by default).
 
     Two passes when both centring and ZCA or std are needed would cost a second read; instead the
     raw sums are kept and centred afterwards (``sum(x x^T) - n mu mu^T``), exact in float64.
@@ -119,6 +122,7 @@ class StreamingFit:
         if self.zca_whitening:
             flat = b.reshape(b.shape[0], -1)
             self._flat_sum += flat.sum(axis=0)
+            assert self._gram is not None  # allocated with the first batch, above
             self._gram += flat.T @ flat
 
     def finish(
@@ -126,6 +130,7 @@ class StreamingFit:
         featurewise_center: bool,
         featurewise_std_normalization: bool,
         zca_epsilon: float,
+        dtype: DTypeLike = np.float32,
     ) -> FitStats:
         if self.shape is None or self._sum is None or self._sumsq is None:
             raise ValueError("fit received no data")
@@ -133,9 +138,9 @@ class StreamingFit:
         var = np.maximum(self._sumsq / self.count - mean**2, 0.0)
         stats = FitStats()
         if featurewise_center:
-            stats.mean = mean.reshape(1, 1, -1).astype(np.float32)
+            stats.mean = mean.reshape(1, 1, -1).astype(dtype)
         if featurewise_std_normalization:
-            stats.std = np.sqrt(var).reshape(1, 1, -1).astype(np.float32)
+            stats.std = np.sqrt(var).reshape(1, 1, -1).astype(dtype)
         if self.zca_whitening and self._gram is not None and self._flat_sum is not None:
             n = self.images
             # Centred per channel (Keras subtracts the per-channel mean before ZCA).
@@ -152,7 +157,7 @@ class StreamingFit:
             order = np.argsort(evals)[::-1][: min(n, len(evals))]
             evals, evecs = np.clip(evals[order], 0, None), evecs[:, order]
             s_inv = np.sqrt(n) / (np.sqrt(n * evals) + zca_epsilon)
-            stats.zca_whitening_matrix = ((evecs * s_inv) @ evecs.T).astype(np.float32)
+            stats.zca_whitening_matrix = ((evecs * s_inv) @ evecs.T).astype(dtype)
         return stats
 
 
@@ -163,11 +168,13 @@ def fit_batches(
     zca_whitening: bool,
     zca_epsilon: float,
     zca_memory_limit: int = DEFAULT_ZCA_MEMORY_LIMIT,
+    dtype: DTypeLike = np.float32,
 ) -> FitStats:
+    """:class:`StreamingFit` over ``batches``: the statistics in ``dtype``."""
     acc = StreamingFit(zca_whitening, zca_memory_limit)
     for batch in batches:
         acc.update(np.asarray(batch))
-    return acc.finish(featurewise_center, featurewise_std_normalization, zca_epsilon)
+    return acc.finish(featurewise_center, featurewise_std_normalization, zca_epsilon, dtype)
 
 
 def standardize(
@@ -181,15 +188,25 @@ def standardize(
     featurewise_std_normalization: bool,
     zca_whitening: bool,
     per_sample: bool = True,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Keras's ``standardize`` order after ``preprocessing_function``; float ``x`` is modified in place.
+    """Keras's ``standardize`` order after ``preprocessing_function``, into ``out`` or a new array.
 
-    With ``per_sample`` (the engine's batches, shape (N, H, W, C)) samplewise statistics are per
-    image, as Keras's iterators compute them; without it they span the whole array, as Keras's
-    ``standardize(x)`` does when called directly.
+    ``out`` is a float array of ``x``'s shape (``x`` itself for Keras's in-place normalisation);
+    without it integer input becomes float32 and float input keeps its dtype. With ``per_sample``
+    (the engine's batches, shape (N, H, W, C)) samplewise statistics are per image, as Keras's
+    iterators compute them; without it they span the whole array, as Keras's ``standardize(x)``
+    does when called directly.
     """
-    if x.dtype.kind != "f":  # integer images cannot hold normalised values
-        x = x.astype(np.float32)
+    if out is None:  # integer images cannot hold normalised values
+        out = np.array(x, dtype=x.dtype if x.dtype.kind == "f" else np.float32)
+    elif out is not x:
+        if out.shape != x.shape or out.dtype.kind != "f":
+            raise ValueError(
+                f"out must be a float array of shape {x.shape}, but got {out.dtype} of shape {out.shape}"
+            )
+        np.copyto(out, x, casting="unsafe")
+    x = out
     if rescale:
         x *= x.dtype.type(rescale)
     if samplewise_center or samplewise_std_normalization:
@@ -207,5 +224,5 @@ def standardize(
     if zca_whitening and stats.zca_whitening_matrix is not None:
         w = stats.zca_whitening_matrix
         flat = x.reshape(-1, w.shape[0])
-        x = (flat @ w).astype(x.dtype, copy=False).reshape(x.shape)
+        x[...] = (flat @ w).reshape(x.shape)
     return x

@@ -1,8 +1,10 @@
-"""Pixel-level extras beyond Keras, on albumentations 2.0.8 (MIT), seeded per sample.
+"""Pixel-level extras beyond Keras, on albumentations 2.0.8 (MIT), applied with given parameters.
 
 Each extra is declared as ``{name, params, p}``; ``params`` are the keyword arguments of the
 albumentations class named in :data:`EXTRA_TRANSFORMS`, over defaults that restrict the class to the
 named effect (``hue`` is ``HueSaturationValue`` with the saturation and value shifts at zero).
+The random parameters of each application are drawn in :mod:`pipeline.params`
+(``draw_extra``); here they are only applied.
 """
 
 from __future__ import annotations
@@ -84,21 +86,6 @@ def crop_size(name: str, transform: Any) -> tuple[int, int] | None:
     return int(transform.height), int(transform.width)
 
 
-def apply_extra(transform: Any, image: np.ndarray, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
-    """Apply one extra with its own seed; returns the image and the parameters it drew."""
-    transform.set_random_seed(seed)
-    out = transform(image=image, force_apply=True)["image"]
-    return out, _plain(transform.get_applied_params())
-
-
-def _plain(params: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in params.items():
-        if k in ("shape", "image"):
-            continue
-        if isinstance(v, np.ndarray):
-            v = v.tolist() if v.size <= 16 else f"array{list(v.shape)}"
-        elif isinstance(v, np.generic):
-            v = v.item()
-        out[k] = v
-    return out
+def apply_extra(transform: Any, image: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+    """Apply one extra with the parameters drawn for it (albumentations' ``apply_with_params``)."""
+    return transform.apply_with_params(params, image=image)["image"]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pipeline.ingest.bundled import load_bundled_digits, load_bundled_photos
-    from pipeline.ingest.decode import ImageProblem, check_and_decode, decode_image
+    from pipeline.ingest.decode import DecodeOptions, ImageProblem, check_and_decode, decode_image
     from pipeline.ingest.idx import load_idx_dataset, read_idx
     from pipeline.ingest.sources import (
         Sample,
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     )
 
 _WHERE = {
+    "DecodeOptions": "pipeline.ingest.decode",
     "ImageProblem": "pipeline.ingest.decode",
     "Sample": "pipeline.ingest.sources",
     "check_and_decode": "pipeline.ingest.decode",
@@ -34,6 +35,7 @@ _WHERE = {
     "scan_class_folders": "pipeline.ingest.sources",
 }
 __all__ = [
+    "DecodeOptions",
     "ImageProblem",
     "Sample",
     "check_and_decode",

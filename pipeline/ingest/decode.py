@@ -8,6 +8,7 @@ import re
 import stat
 import struct
 import warnings
+from dataclasses import dataclass
 from typing import Literal
 
 import cv2
@@ -15,7 +16,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from pipeline.errors import DataError
-from pipeline.ingest.formats import DEFAULT_MAX_PIXELS
+from pipeline.ingest.formats import DEFAULT_MAX_PIXELS, MIN_FILE_BYTES_BOUND
 
 ColorMode = Literal["grayscale", "rgb", "rgba"]
 Interpolation = Literal["nearest", "bilinear", "bicubic", "area", "lanczos"]
@@ -156,8 +157,8 @@ def file_extension(path: str) -> str:
     dot = path.rfind(".")
     if dot > start and path[start] != ".":  # the usual name: its last dot starts the extension
         return path[dot:].lower()
-    _, dot, ext = path[start:].lstrip(".").rpartition(".")  # leading dots do not start an extension
-    return f".{ext.lower()}" if dot else ""
+    _, sep, ext = path[start:].lstrip(".").rpartition(".")  # leading dots do not start an extension
+    return f".{ext.lower()}" if sep else ""
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -315,18 +316,39 @@ def resize(
     return out[..., None] if out.ndim == 2 else out
 
 
-def validate_options(
-    color_mode: str, target_size: tuple[int, int] | None, interpolation: str, max_pixels: int
-) -> None:
-    """Raise ValueError naming the decode option that is wrong (decode_checked trusts its caller)."""
-    if color_mode not in COLOR_MODES:
-        raise ValueError(f"color_mode must be one of {COLOR_MODES}, but got {color_mode!r}")
-    if interpolation not in INTERPOLATIONS:
-        raise ValueError(f"interpolation must be one of {sorted(INTERPOLATIONS)}, but got {interpolation!r}")
-    if target_size is not None and (len(target_size) != 2 or min(target_size) < 1):
-        raise ValueError(f"target_size must be (height, width) of positive ints, but got {target_size!r}")
-    if max_pixels < 1:
-        raise ValueError(f"max_pixels must be positive, but got {max_pixels}")
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How to decode an image, with Keras's ``load_img`` names; checked once, when made: a preparation
+    decodes a million files with the same options.
+
+    max_pixels: a header declaring more pixels is refused before any pixel is decoded.
+    """
+
+    color_mode: ColorMode = "rgb"
+    target_size: tuple[int, int] | None = None
+    interpolation: Interpolation = "bilinear"
+    keep_aspect_ratio: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def __post_init__(self) -> None:
+        if self.color_mode not in COLOR_MODES:
+            raise ValueError(f"color_mode must be one of {COLOR_MODES}, but got {self.color_mode!r}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(
+                f"interpolation must be one of {sorted(INTERPOLATIONS)}, but got {self.interpolation!r}"
+            )
+        size = self.target_size
+        if size is not None and (len(size) != 2 or min(size) < 1):
+            raise ValueError(f"target_size must be (height, width) of positive ints, but got {size!r}")
+        if self.max_pixels < 1:
+            raise ValueError(f"max_pixels must be positive, but got {self.max_pixels}")
+        if size is not None and not isinstance(size, tuple):  # a list, from JSON: kept hashable
+            object.__setattr__(self, "target_size", (size[0], size[1]))
+
+    @property
+    def max_file_bytes(self) -> int:
+        """The largest file read for these options: a larger one is too_large, unread."""
+        return max(16 * self.max_pixels, MIN_FILE_BYTES_BOUND)
 
 
 def _pil_open(data: bytes, fmt: str, name: str) -> Image.Image:
@@ -347,7 +369,8 @@ def _header(data: bytes, fmt: str, name: str) -> tuple[int, int, int]:
         # The common case, without Pillow: IHDR's size, and no EXIF chunk to orient by (Pillow would
         # decode the whole PNG to look for one).
         width, height = _PNG_SIZE.unpack_from(data, 16)
-        if width * height > 2 * Image.MAX_IMAGE_PIXELS:
+        limit = Image.MAX_IMAGE_PIXELS  # None: Pillow's limit is switched off, and so is this one
+        if limit is not None and width * height > 2 * limit:
             raise ImageProblem("too_large", f"{name}: header declares {width}x{height} pixels")
         return width, height, 1
     with _pil_open(data, fmt, name) as pil_image:
@@ -410,28 +433,18 @@ def decode_image(
     refused before any pixel is decoded (Pillow's own hard limit, twice its MAX_IMAGE_PIXELS, still
     applies when max_pixels is set above it). Raises ImageProblem with a reason code.
     """
-    validate_options(color_mode, target_size, interpolation, max_pixels)
+    options = DecodeOptions(color_mode, target_size, interpolation, keep_aspect_ratio, max_pixels)
     if isinstance(data, bytes):
         name = "<bytes>"
     else:
         name = os.fspath(data)
         data = read_file(data)
-    fmt = sniff_format(data) if data else None
-    return _decode(data, name, fmt, color_mode, target_size, interpolation, keep_aspect_ratio, max_pixels)
+    return _decode(data, name, sniff_format(data) if data else None, options)
 
 
-def _decode(
-    data: bytes,
-    name: str,
-    fmt: str | None,
-    color_mode: ColorMode,
-    target_size: tuple[int, int] | None,
-    interpolation: Interpolation,
-    keep_aspect_ratio: bool,
-    max_pixels: int,
-) -> np.ndarray:
-    """decode_image's work, on validated options; ``name`` says which file the messages are about and
-    ``fmt`` is sniff_format(data)."""
+def _decode(data: bytes, name: str, fmt: str | None, options: DecodeOptions) -> np.ndarray:
+    """decode_image's work; ``name`` says which file the messages are about and ``fmt`` is
+    sniff_format(data)."""
     if not data:
         raise ImageProblem("empty", f"{name}: file is empty (0 bytes)")
     if fmt is None:
@@ -441,11 +454,11 @@ def _decode(
         raise ImageProblem("truncated", f"{name}: {cut} ({len(data)} bytes)")
 
     width, height, orientation = _header(data, fmt, name)
-    if width * height > max_pixels:
+    if width * height > options.max_pixels:
         raise ImageProblem(
             "too_large",
             f"{name}: header declares {width}x{height} = {width * height} pixels, "
-            f"above max_pixels={max_pixels}",
+            f"above max_pixels={options.max_pixels}",
         )
     most = _MOST_PIXELS_PER_BYTE.get(fmt)
     if most is not None and width * height > most * len(data):
@@ -469,9 +482,9 @@ def _decode(
     image = _to_uint8(image, name)
     if orientation != 1:
         image = _orient(image, orientation)
-    image = _convert_color(image, color_mode, name)
-    if target_size is not None:
-        image = resize(image, tuple(target_size), interpolation, keep_aspect_ratio, name)
+    image = _convert_color(image, options.color_mode, name)
+    if options.target_size is not None:
+        image = resize(image, options.target_size, options.interpolation, options.keep_aspect_ratio, name)
     return image if image.flags.c_contiguous else np.ascontiguousarray(image)
 
 
@@ -488,29 +501,16 @@ def check_and_decode(
 
     ``data``: the file's bytes when the caller has read them already (to hash them, say).
     """
-    validate_options(color_mode, target_size, interpolation, max_pixels)
-    name = os.fspath(path)
-    return decode_checked(
-        read_file(path) if data is None else data,
-        name, color_mode, target_size, interpolation, keep_aspect_ratio, max_pixels,
-    )  # fmt: skip
+    options = DecodeOptions(color_mode, target_size, interpolation, keep_aspect_ratio, max_pixels)
+    return decode_checked(read_file(path) if data is None else data, os.fspath(path), options)
 
 
-def decode_checked(
-    data: bytes,
-    name: str,
-    color_mode: ColorMode,
-    target_size: tuple[int, int] | None,
-    interpolation: Interpolation,
-    keep_aspect_ratio: bool,
-    max_pixels: int,
-) -> np.ndarray:
-    """check_and_decode on a file's bytes (``name``: its path), with options the caller has checked
-    with validate_options once: a preparation decodes a million files with the same options."""
+def decode_checked(data: bytes, name: str, options: DecodeOptions) -> np.ndarray:
+    """check_and_decode on a file's bytes (``name``: its path)."""
     expected = EXTENSION_FORMATS.get(file_extension(name))
     actual = sniff_format(data) if data else None
     if expected is not None and actual is not None and actual != expected:
         raise ImageProblem(
             "wrong_extension", f"{name}: content is {actual} but the extension says {expected}"
         )
-    return _decode(data, name, actual, color_mode, target_size, interpolation, keep_aspect_ratio, max_pixels)
+    return _decode(data, name, actual, options)

@@ -8,7 +8,7 @@ import math
 import os
 import struct
 import zlib
-from typing import BinaryIO
+from typing import Protocol
 
 import numpy as np
 
@@ -31,7 +31,14 @@ _DEFLATE_MOST_RATIO = 1032
 _GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
 
 
-def _read_stream(stream: BinaryIO, name: str, size: int, compressed: bool) -> np.ndarray:
+class _Stream(Protocol):
+    """A file, BytesIO or GzipFile: what reading an IDX stream needs of it."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+    def readinto(self, buffer: memoryview, /) -> int: ...
+
+
+def _read_stream(stream: _Stream, name: str, size: int, compressed: bool) -> np.ndarray:
     """The array an IDX stream holds. Its header is read first and checked against ``size``, the
     stream's length (compressed: the most it can expand to), before the data is read into an array
     of the declared shape; a stream longer than the header says is found by reading one byte more."""
@@ -65,7 +72,7 @@ def _read_stream(stream: BinaryIO, name: str, size: int, compressed: bool) -> np
             f"IDX file {name!r} is {state}: header {shape} of {dtype.name} needs {expected} bytes, got {size}"
         )
     array = np.empty(shape, dtype)
-    view = memoryview(array.reshape(-1).view(np.uint8))
+    view = array.reshape(-1).view(np.uint8).data
     got = 0
     while got < len(view) and (n := stream.readinto(view[got:])):
         got += n

@@ -132,7 +132,7 @@ def test_a_checkpoint_holds_the_whole_state_of_every_optimizer(optimizer, mixed_
     under mixed precision, the loss scale), and a .keras file holds all of them."""
     import keras
 
-    from pipeline.training import _build, _compile
+    from pipeline.training.build import build_model, compile_model
 
     x = np.random.default_rng(0).random((8, 8, 8, 1), dtype=np.float32)
     y = np.arange(8) % 3
@@ -140,8 +140,8 @@ def test_a_checkpoint_holds_the_whole_state_of_every_optimizer(optimizer, mixed_
                       lr_schedule="cosine")  # fmt: skip
     try:
         keras.mixed_precision.set_global_policy("mixed_float16" if mixed_precision else "float32")
-        model = _build(cfg, (8, 8, 1), 3)
-        _compile(keras, model, cfg, steps_per_epoch=4, phase="train")
+        model = build_model(cfg, (8, 8, 1), 3)
+        compile_model(model, cfg, steps_per_epoch=4, phase="train")
         for _ in range(3):
             model.train_on_batch(x, y)
         model.save(tmp_path / "m.keras")

@@ -1,0 +1,121 @@
+"""``augpipe train``: train a model on augmented batches, in this process or as the train-model flow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.text import Text
+
+from flows.cli.common import (
+    Display,
+    PrefectOption,
+    VerboseOption,
+    as_flows,
+    console,
+    fail,
+    path_lines,
+    plural,
+    prefect_defaults,
+    progress_bar,
+    quiet_prefect,
+    quiet_tensorflow,
+)
+from pipeline.config import AugmentConfig, TrainConfig
+from pipeline.errors import AugpipeError
+
+if TYPE_CHECKING:
+    from pipeline.training import TrainResult
+
+
+def train_command(
+    dataset: Annotated[
+        str | None,
+        typer.Argument(
+            help="A prepared dataset folder, or any source `augpipe prepare` accepts (default: digits)."
+        ),
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="A registered model (see `augpipe models`).")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Epochs.")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Images per batch.")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="rmsprop, adam, adamw or sgd.")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Initial learning rate.")] = None,
+    lr_schedule: Annotated[str | None, typer.Option(help="constant, cosine or exponential.")] = None,
+    augment: Annotated[
+        Path | None, typer.Option(help="YAML file of ImageDataGenerator options for training batches.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of weights, batch order and augmentation.")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=0, help="Augmentation processes (0: in-process).")
+    ] = None,
+    run_name: Annotated[
+        str | None, typer.Option(help="Run folder name; an unfinished run of this name is resumed.")
+    ] = None,
+    runs_dir: Annotated[Path | None, typer.Option(help="Where runs (and MLflow's store) go.")] = None,
+    early_stopping: Annotated[
+        int | None, typer.Option(min=1, help="Stop after this many epochs without improvement.")
+    ] = None,
+    max_train_samples: Annotated[
+        int | None, typer.Option(min=1, help="Train on the first N training images only.")
+    ] = None,
+    mixed_precision: Annotated[
+        bool, typer.Option("--mixed-precision", help="float16 compute (for GPUs with tensor cores).")
+    ] = False,
+    augment_on_device: Annotated[
+        bool, typer.Option("--augment-on-device", help="Apply the affine augmentation in TensorFlow.")
+    ] = False,
+    mlflow_uri: Annotated[
+        str | None, typer.Option(help="MLflow tracking URI (default: SQLite under the runs folder).")
+    ] = None,
+    no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help="Do not record to MLflow.")] = False,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML file of train options; command-line options override it.")
+    ] = None,
+    prefect: PrefectOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Train a model on augmented batches; metrics go to the run's folder and MLflow."""
+    quiet_tensorflow(verbose)
+    given: dict[str, Any] = {
+        "dataset": dataset, "model": model, "epochs": epochs, "batch_size": batch_size,
+        "optimizer": optimizer, "learning_rate": learning_rate, "lr_schedule": lr_schedule, "seed": seed,
+        "workers": workers,
+        "run_name": run_name, "runs_dir": None if runs_dir is None else str(runs_dir),
+        "early_stopping_patience": early_stopping, "max_train_samples": max_train_samples,
+        "mixed_precision": mixed_precision or None, "augment_on_device": augment_on_device or None,
+        "mlflow_tracking_uri": mlflow_uri, "mlflow": False if no_mlflow else None,
+    }  # fmt: skip
+    try:
+        if augment is not None:
+            given["augment"] = AugmentConfig.from_yaml(augment)
+        overrides = {k: v for k, v in given.items() if v is not None}
+        cfg = TrainConfig.from_yaml(config, **overrides) if config is not None else TrainConfig(**overrides)
+        with progress_bar(f"training {cfg.model} on {cfg.dataset}") as bar:
+            display = Display(bar, total_epochs=cfg.total_epochs)
+            if as_flows(prefect):
+                prefect_defaults(verbose)  # before Prefect is imported: it reads them then
+                from flows.train import run_train
+
+                with quiet_prefect(verbose):
+                    result = run_train(cfg, on_epoch=display.epoch, on_step=display.step)
+            else:
+                from pipeline.training import train
+
+                result = train(cfg, on_epoch=display.epoch, on_step=display.step)
+    except (AugpipeError, OSError) as err:  # ours and the system's: a bug elsewhere shows its traceback
+        fail(str(err), err if verbose else None)
+    print_summary(result)
+
+
+def print_summary(result: TrainResult) -> None:
+    """The run's epochs and test accuracy, then where each of its files is."""
+    summary = result.summary()
+    title = f"run {summary['run']}: {plural(summary['epochs_run'], 'epoch')}"
+    if summary["test_accuracy"] is not None:
+        title += f", test accuracy {summary['test_accuracy']:.2%}"
+    console.print(Text(f"{title}; results:"), soft_wrap=True)
+    files: dict[str, object] = {name.replace("_", " "): path for name, path in result.files.items()}
+    if summary["mlflow_run_id"]:
+        files["mlflow run"] = f"{summary['mlflow_run_id']} ({summary['mlflow_tracking_uri']})"
+    path_lines(files)
