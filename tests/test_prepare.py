@@ -195,23 +195,6 @@ def test_killed_run_leaves_previous_version_readable(tmp_path):
     assert (first.version_dir / "manifest.json").exists()
 
 
-def test_tf_dataset_yields_the_reproducible_augmented_batches(tmp_path):
-    from pipeline import AugmentConfig
-
-    prepare(PrepareConfig(source="digits", out=str(tmp_path / "out"), color_mode="grayscale"))
-    ds = PreparedDataset(tmp_path / "out")
-    aug = AugmentConfig(rotation_range=15, zoom_range=0.1)
-    tf_data = ds.tf_dataset("validation", batch_size=50, augment=aug, seed=3, epochs=2, workers=2)
-    tf_batches = list(tf_data.as_numpy_iterator())
-    expected = list(ds.batches("validation", 50, aug, epoch=0, seed=3)) + list(
-        ds.batches("validation", 50, aug, epoch=1, seed=3)
-    )
-    assert len(tf_batches) == len(expected)  # two worker processes, the same bytes as this process
-    for (x, y), (ex, ey) in zip(tf_batches, expected, strict=True):
-        assert x.dtype == np.float32 and np.array_equal(x, ex) and np.array_equal(y, ey)
-    assert not np.array_equal(tf_batches[0][0], expected[len(expected) // 2][0])  # epochs differ
-
-
 def test_leftovers_of_dead_runs_are_removed_but_live_runs_kept(tmp_path):
     from pipeline.prepare import start_run
 
