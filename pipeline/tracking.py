@@ -262,3 +262,93 @@ def render_confusion(matrix: np.ndarray, classes: Sequence[str], title: str) -> 
     cv2.putText(image, "rows: true class, columns: predicted", (8, height - 14), font, 0.4, (90, 90, 90), 1,
                 cv2.LINE_AA)  # fmt: skip
     return image
+
+
+# One colour per curve, distinguishable in print and for the common colour-vision deficiencies
+# (Okabe and Ito's palette), as RGB.
+CURVE_COLOURS = (
+    (0, 114, 178), (230, 159, 0), (0, 158, 115), (204, 121, 167),
+    (86, 180, 233), (213, 94, 0), (240, 228, 66), (0, 0, 0),
+)  # fmt: skip
+
+
+def render_curves(
+    curves: dict[str, list[dict[str, Any]]], panels: Sequence[tuple[str, str, str]], title: str
+) -> np.ndarray:
+    """Several runs' per-epoch metrics as one RGB picture: one panel per ``(key, dashed_key, label)``
+    in ``panels`` (``key`` drawn solid, ``dashed_key`` dashed, e.g. val_accuracy over accuracy), one
+    colour per run of ``curves`` (run name -> its metrics rows), a legend below."""
+    panel_w, panel_h, margin, top = 420, 280, 60, 64
+    legend_h = 22 * ((len(curves) + 2) // 3) + 26
+    width, height = margin + len(panels) * (panel_w + margin), top + panel_h + 40 + legend_h
+    image = np.full((height, width, 3), 255, np.uint8)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    cv2.putText(image, title, (8, 22), font, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+    epochs = max((len(rows) for rows in curves.values()), default=1)
+    for p, (key, dashed_key, label) in enumerate(panels):
+        x0, y0 = margin + p * (panel_w + margin), top
+        values = [
+            float(r[k]) for rows in curves.values() for r in rows for k in (key, dashed_key)
+            if r.get(k) is not None and np.isfinite(float(r[k]))
+        ]  # fmt: skip
+        low, high = (min(values), max(values)) if values else (0.0, 1.0)
+        if high - low < 1e-9:
+            low, high = low - 0.5, high + 0.5
+        pad = (high - low) * 0.05
+        low, high = low - pad, high + pad
+
+        def point(
+            epoch: float, value: float, x0: int = x0, y0: int = y0, low: float = low, high: float = high
+        ):
+            x = x0 + (epoch - 1) / max(epochs - 1, 1) * panel_w
+            y = y0 + (1 - (value - low) / (high - low)) * panel_h
+            return int(round(x)), int(round(y))
+
+        cv2.rectangle(image, (x0, y0), (x0 + panel_w, y0 + panel_h), (170, 170, 170), 1)
+        decimals = max(0, 1 - int(np.floor(np.log10((high - low) / 4))))  # ticks that differ
+        for t in range(5):  # value ticks
+            v = low + (high - low) * t / 4
+            _, y = point(1, v)
+            cv2.line(image, (x0 - 4, y), (x0, y), (120, 120, 120), 1)
+            text = f"{v:.{decimals}f}"
+            (tw, _), _ = cv2.getTextSize(text, font, 0.32, 1)
+            cv2.putText(image, text, (x0 - 7 - tw, y + 4), font, 0.32, (60, 60, 60), 1, cv2.LINE_AA)
+        for e in sorted({1, epochs, *range(1, epochs + 1, max(1, epochs // 5))}):  # epoch ticks
+            x, _ = point(e, low)
+            cv2.line(image, (x, y0 + panel_h), (x, y0 + panel_h + 4), (120, 120, 120), 1)
+            cv2.putText(image, str(e), (x - 4, y0 + panel_h + 16), font, 0.32, (60, 60, 60), 1, cv2.LINE_AA)
+        cv2.putText(image, f"{label} by epoch", (x0, y0 - 8), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        for i, rows in enumerate(curves.values()):
+            colour = CURVE_COLOURS[i % len(CURVE_COLOURS)]
+            for k, dashed in ((key, False), (dashed_key, True)):
+                points = [
+                    point(float(r["epoch"]), float(r[k])) for r in rows
+                    if r.get(k) is not None and np.isfinite(float(r[k]))
+                ]  # fmt: skip
+                for a, b in zip(points, points[1:], strict=False):
+                    _segment(image, a, b, colour, dashed)
+                for q in points:
+                    cv2.circle(image, q, 2 if dashed else 3, colour, -1, cv2.LINE_AA)
+    y = top + panel_h + 40
+    cv2.putText(image, "solid: validation, dashed: training", (8, y), font, 0.4, (90, 90, 90), 1, cv2.LINE_AA)
+    for i, name in enumerate(curves):
+        x, yy = 8 + (i % 3) * (width // 3), y + 22 + 22 * (i // 3)
+        colour = CURVE_COLOURS[i % len(CURVE_COLOURS)]
+        cv2.line(image, (x, yy - 4), (x + 24, yy - 4), colour, 3, cv2.LINE_AA)
+        cv2.putText(image, name[:40], (x + 30, yy), font, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
+    return image
+
+
+def _segment(
+    image: np.ndarray, a: tuple[int, int], b: tuple[int, int], colour: tuple[int, ...], dashed: bool
+) -> None:
+    if not dashed:
+        cv2.line(image, a, b, colour, 2, cv2.LINE_AA)
+        return
+    length = float(np.hypot(b[0] - a[0], b[1] - a[1]))
+    steps = max(1, int(length // 6))
+    for s in range(0, steps, 2):  # 6-pixel dashes with 6-pixel gaps
+        t0, t1 = s / steps, min(1.0, (s + 1) / steps)
+        p = (int(a[0] + (b[0] - a[0]) * t0), int(a[1] + (b[1] - a[1]) * t0))
+        q = (int(a[0] + (b[0] - a[0]) * t1), int(a[1] + (b[1] - a[1]) * t1))
+        cv2.line(image, p, q, colour, 1, cv2.LINE_AA)

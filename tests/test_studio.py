@@ -95,7 +95,17 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     _fake_run(runs / "run-b", 2, finished=False)
     _fake_run(runs / "cmp" / "none", 2, finished=True)
     _fake_run(runs / "cmp" / "rotation", 2, finished=True)
+    # What `augpipe compare` writes beside its runs: the table and the curves.
+    table = {"name": "cmp", "model": "shapes_net", "dataset": "digits", "epochs": 2, "rows": [
+        {"variant": v, "run_dir": str(runs / "cmp" / v), "epochs": 2, "best_epoch": 2, "val_accuracy": acc,
+         "test_accuracy": acc, "train_accuracy": acc, "images_per_second": 1000.0}
+        for v, acc in (("none", 0.9), ("rotation", 0.92))]}  # fmt: skip
+    (runs / "cmp" / "compare.json").write_text(json.dumps(table))
+    png = cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
+    (runs / "cmp" / "curves.png").write_bytes(png)
     _fake_run(outside / "secret-run", 1, finished=True)
+    (outside / "secret-run" / "compare.json").write_text(json.dumps(table))
+    (outside / "secret-run" / "curves.png").write_bytes(b"secret")
     (runs / "link").symlink_to(outside / "secret-run")
     old = time.time() - 3600
     for path in (runs / "run-b").iterdir():
@@ -540,6 +550,18 @@ def test_runs_endpoints(studio: httpx.Client) -> None:
     assert studio.get("/api/runs/run-b/confusion.png").status_code == 404
     assert studio.get("/api/runs/run-a/log").text == ""
     assert studio.get("/api/runs/nothing/metrics").status_code == 404
+
+
+def test_comparisons_are_listed_with_their_runs_and_curves(studio: httpx.Client) -> None:
+    (comparison,) = studio.get("/api/runs").json()["comparisons"]  # not the symlinked one
+    assert comparison["name"] == "cmp" and comparison["has_curves"]
+    rows = [(r["variant"], r["run"]) for r in comparison["rows"]]
+    assert rows == [("none", "cmp/none"), ("rotation", "cmp/rotation")]
+    curves = studio.get("/api/comparisons/cmp/curves.png")
+    assert curves.status_code == 200 and curves.content[:4] == b"\x89PNG"
+    for name in ("link", "run-a", "..", "%2E%2E%2Foutside%2Fsecret-run"):
+        response = studio.get(f"/api/comparisons/{name}/curves.png")
+        assert 400 <= response.status_code < 500 and b"secret" not in response.content
 
 
 def test_starting_a_run_with_the_pages_config(studio: httpx.Client, world: dict[str, Path]) -> None:

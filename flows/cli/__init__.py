@@ -11,6 +11,7 @@ from __future__ import annotations
 import typer
 
 from flows.cli.common import Commands
+from flows.cli.compare import compare_command
 from flows.cli.doctor import doctor_command
 from flows.cli.models import models_command
 from flows.cli.prepare import prepare_command
@@ -43,6 +44,7 @@ app.command("run")(run_command)
 app.command("prepare")(prepare_command)
 app.command("models")(models_command)
 app.command("train")(train_command)
+app.command("compare")(compare_command)
 app.command("preview")(preview_command)
 app.command("serve")(serve_command)
 app.command("doctor")(doctor_command)

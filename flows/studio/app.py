@@ -50,6 +50,7 @@ from pipeline.studio import (
     RunNotFound,
     StudioSamples,
     compare_with_keras,
+    comparison_picture,
     confusion_picture,
     discover,
     export_yaml,
@@ -59,6 +60,7 @@ from pipeline.studio import (
     inside,
     keras_generator,
     launches_dir,
+    list_comparisons,
     list_runs,
     load,
     parse_form,
@@ -362,6 +364,7 @@ def create_app(settings: StudioSettings) -> FastAPI:
     def runs() -> dict[str, Any]:
         return {
             "runs": [asdict(r) for r in list_runs(runs_dir)],
+            "comparisons": [asdict(c) for c in list_comparisons(runs_dir)],
             "runs_dir": str(runs_dir),
             "launch_mode": launcher.mode,
         }
@@ -379,6 +382,10 @@ def create_app(settings: StudioSettings) -> FastAPI:
     @app.get("/api/runs/{name:path}/confusion.png")
     def confusion(name: str) -> FileResponse:
         return FileResponse(str(confusion_picture(runs_dir, name)), media_type="image/png")
+
+    @app.get("/api/comparisons/{name}/curves.png")
+    def comparison_curves(name: str) -> FileResponse:
+        return FileResponse(str(comparison_picture(runs_dir, name)), media_type="image/png")
 
     @app.get("/api/runs/{name:path}/log")
     def run_log(name: str) -> PlainTextResponse:

@@ -13,6 +13,7 @@ from pipeline.config.augment import (
     FillMode,
     shift_is_set,
 )
+from pipeline.config.compare import NO_AUGMENTATION, CompareConfig
 from pipeline.config.extras import PixelTransform
 from pipeline.config.messages import (
     MAX_ERROR_CHARS,
@@ -46,9 +47,11 @@ __all__ = [
     "MAX_SHIFT_PIXELS",
     "MAX_YAML_DEPTH",
     "MAX_YAML_NODES",
+    "NO_AUGMENTATION",
     "SPLIT_NAMES",
     "AugmentConfig",
     "BoundedLoader",
+    "CompareConfig",
     "ConfigError",
     "FillMode",
     "PixelTransform",

@@ -22,14 +22,10 @@ from pipeline.config import load_yaml
 from pipeline.errors import AugpipeError
 from pipeline.studio.paths import inside
 from pipeline.tracking import EPOCH_COLUMNS
+from pipeline.training import CHECKPOINTS, COMPARE, CONFIG, CONFUSION_MATRIX, CURVES, METRICS, SUMMARY
+from pipeline.training import STATE as STATE_FILE
 
-# A run folder's files, as pipeline/training/layout.py names them (pipeline.training does not export
-# these names; importing its submodule would reach past its public surface).
-CONFIG = "config.yaml"
-METRICS = "metrics.csv"
-SUMMARY = "summary.json"
-CONFUSION_MATRIX = "confusion_matrix.png"
-STATE = "checkpoints/state.json"
+STATE = f"{CHECKPOINTS}/{STATE_FILE}"
 
 LAUNCHES = ".studio"  # the studio's own folder under the runs folder: launch records, configs, logs
 MAX_METRICS_BYTES = 4 << 20  # a metrics.csv of 4 MiB holds ~40,000 epochs: anything larger is not one
@@ -44,7 +40,7 @@ Status = Literal["starting", "running", "finished", "failed", "stopped"]
 
 
 class RunNotFound(AugpipeError, FileNotFoundError):
-    """No run of that name under the runs folder."""
+    """No run (or comparison) of that name under the runs folder."""
 
 
 @dataclass(frozen=True)
@@ -326,3 +322,59 @@ def read_log(runs_dir: Path, name: str, max_bytes: int = 16_384) -> str:
             return f.read().decode(errors="replace")
     except OSError:
         return ""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What ``augpipe compare`` wrote in a group folder: its table (one row per augmentation, each
+    naming its run ``group/variant``) and whether its curves picture is there."""
+
+    name: str
+    model: str | None
+    dataset: str | None
+    epochs: int | None
+    rows: list[dict[str, Any]]
+    has_curves: bool
+
+
+def list_comparisons(runs_dir: Path) -> list[Comparison]:
+    """Every comparison directly under ``runs_dir`` (a folder holding ``compare.json``), by name."""
+    found: list[Comparison] = []
+    if not runs_dir.is_dir():
+        return found
+    for entry in sorted(os.scandir(runs_dir), key=lambda e: e.name):
+        if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+            continue
+        folder = Path(entry.path)
+        record = _read_json(folder / COMPARE) if (folder / COMPARE).is_file() else None
+        rows = record.get("rows") if record else None
+        if record is None or not isinstance(rows, list):
+            continue
+        kept = [
+            {**row, "run": f"{entry.name}/{row['variant']}"}
+            for row in rows
+            if isinstance(row, dict) and isinstance(row.get("variant"), str)
+        ]
+        epochs = record.get("epochs")
+        found.append(
+            Comparison(
+                name=entry.name,
+                model=record.get("model") if isinstance(record.get("model"), str) else None,
+                dataset=record.get("dataset") if isinstance(record.get("dataset"), str) else None,
+                epochs=epochs if isinstance(epochs, int) else None,
+                rows=kept,
+                has_curves=(folder / CURVES).is_file(),
+            )
+        )
+        if len(found) >= MAX_RUNS:
+            break
+    return found
+
+
+def comparison_picture(runs_dir: Path, name: str) -> Path:
+    """The comparison ``name``'s curves.png, inside ``runs_dir`` whatever the name says."""
+    folder = inside(runs_dir, name)
+    path = folder / CURVES
+    if folder == runs_dir.resolve() or not (folder / COMPARE).is_file() or not path.is_file():
+        raise RunNotFound(f"no comparison {name[:200]!r} with curves under {runs_dir}")
+    return path

@@ -23,7 +23,16 @@ run), ``result`` (what a run returns) and ``layout`` (where each file lives).
 from pipeline.training.checkpoints import restore_seed_states, seed_states
 from pipeline.training.data import Split, TrainData, dataset_folder, load_data, resolve_dataset
 from pipeline.training.early_stopping import EarlyStopping
-from pipeline.training.layout import CHECKPOINTS, STATE
+from pipeline.training.layout import (
+    CHECKPOINTS,
+    COMPARE,
+    CONFIG,
+    CONFUSION_MATRIX,
+    CURVES,
+    METRICS,
+    STATE,
+    SUMMARY,
+)
 from pipeline.training.loop import train
 from pipeline.training.result import EpochMetrics, TrainResult, result_dict
 from pipeline.training.state import RunState, read_state, resume_state, run_folder
@@ -31,7 +40,13 @@ from pipeline.training.steps import Evaluation, evaluate
 
 __all__ = [
     "CHECKPOINTS",
+    "COMPARE",
+    "CONFIG",
+    "CONFUSION_MATRIX",
+    "CURVES",
+    "METRICS",
     "STATE",
+    "SUMMARY",
     "EarlyStopping",
     "EpochMetrics",
     "Evaluation",

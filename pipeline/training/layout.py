@@ -11,6 +11,9 @@ TENSORBOARD = "tensorboard"
 MODEL = "model.keras"
 SUMMARY = "summary.json"
 CONFUSION_MATRIX = "confusion_matrix.png"
+# A comparison's folder, ``<runs_dir>/<name>/``, holds one run folder per variant and these two.
+COMPARE = "compare.json"
+CURVES = "curves.png"
 
 
 def checkpoint_name(epoch: int | None) -> str:

@@ -9,7 +9,7 @@ const CHARTS = [
   {title: "input wait (share of step time)", series: [["input_wait_fraction", "input wait"]]},
   {title: "images/s", series: [["images_per_second", "images/s"]]},
 ];
-const page = {runs: [], focus: decodeURIComponent(location.hash.slice(1)) || null, overlay: new Set(), timer: null};
+const page = {runs: [], comparisons: null, focus: decodeURIComponent(location.hash.slice(1)) || null, overlay: new Set(), timer: null};
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -117,12 +117,37 @@ function drawTable() {
   $("no-runs").hidden = page.runs.length > 0;
 }
 
+function drawComparisons(comparisons) {
+  // One table per comparison (augmentation, best validation accuracy, test accuracy) and its curves.
+  $("comparisons-box").hidden = !comparisons.length;
+  $("comparisons").replaceChildren(...comparisons.map((c) => {
+    const rows = c.rows.map((r) => el("tr", {"data-run": r.run},
+      el("td", {}, r.variant), el("td", {}, fmt(r.val_accuracy)),
+      el("td", {}, r.best_epoch ? `${r.best_epoch} of ${r.epochs}` : "–"),
+      el("td", {}, fmt(r.test_accuracy)), el("td", {}, fmt(r.train_accuracy))));
+    const overlay = el("button", {type: "button", onclick: () => {
+      page.overlay = new Set(c.rows.map((r) => r.run)); page.focus = null; drawTable(); showDetail();
+    }}, "overlay");
+    const picture = c.has_curves
+      ? el("img", {class: "curves", alt: `curves of ${c.name}`, src: `/api/comparisons/${encodeURIComponent(c.name)}/curves.png`})
+      : el("span", {class: "info"}, "no curves yet");
+    return el("div", {class: "comparison", "data-comparison": c.name},
+      el("h3", {}, `${c.name}: ${c.model || "?"}, ${c.epochs || "?"} epochs on ${c.dataset || "?"} `), overlay,
+      el("table", {class: "runs"},
+        el("thead", {}, el("tr", {}, ...["augmentation", "val accuracy", "best epoch", "test accuracy", "train accuracy"].map((h) => el("th", {}, h)))),
+        el("tbody", {}, ...rows)),
+      picture);
+  }));
+}
+
 async function poll() {
   try {
     const data = await api("/api/runs");
     page.runs = data.runs;
     $("runs-dir").textContent = `under ${data.runs_dir}`;
     drawTable();
+    const shown = JSON.stringify(data.comparisons);
+    if (shown !== page.comparisons) { page.comparisons = shown; drawComparisons(data.comparisons); }
     await showDetail();
     setStatus(`updated ${new Date().toLocaleTimeString()}`);
   } catch (err) {
