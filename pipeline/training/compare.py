@@ -24,7 +24,7 @@ from pipeline.config import TrainConfig
 from pipeline.config.compare import CompareConfig
 from pipeline.errors import RunStateError
 from pipeline.io import png_bytes, write_atomic
-from pipeline.training.data import resolve_dataset
+from pipeline.training.data import TrainData, resolve_dataset
 from pipeline.training.layout import COMPARE, CURVES, SUMMARY
 from pipeline.training.state import digest, read_state, run_folder
 
@@ -99,20 +99,25 @@ def compare(
     cfg: CompareConfig,
     train: Callable[..., Any] | None = None,
     on_variant: VariantCallback | None = None,
+    data: TrainData | None = None,
     **train_kwargs: Any,
 ) -> CompareResult:
     """Train each variant in turn in this process (``train``: :func:`pipeline.training.train`, or
-    what wraps it), skipping finished ones, then write the table and the curves."""
+    what wraps it), skipping finished ones, then write the table and the curves.
+
+    ``data``: the splits every variant trains on, instead of ``cfg.train.dataset`` prepared (e.g. a
+    dataset's official test split held in memory).
+    """
     from pipeline.training.loop import train as train_here
 
     run_training = train if train is not None else train_here
-    runs = prepared(cfg)
+    runs = prepared(cfg) if data is None else cfg.variants()
     for name, run in runs.items():
         done = is_finished(run)
         if on_variant is not None:
             on_variant(name, run, done)
         if not done:
-            run_training(run, **train_kwargs)
+            run_training(run, **({"data": data} if data is not None else {}), **train_kwargs)
     return write_results(cfg, runs)
 
 
