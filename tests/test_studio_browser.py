@@ -280,6 +280,32 @@ def test_a_run_started_from_the_page_appears_with_its_curves(
     assert "2 runs overlaid" in browser.find_element("id", "detail-title").text
 
 
+def test_a_comparison_shows_its_table_curves_and_overlay(browser: Any, studio_url: tuple[str, Path]) -> None:
+    from pipeline.config import AugmentConfig, CompareConfig, TrainConfig
+    from pipeline.training.compare import compare
+
+    url, runs = studio_url
+    train = TrainConfig(dataset="digits", model="shapes_net", epochs=1, workers=0, max_train_samples=300,
+                        runs_dir=str(runs), mlflow=False, tensorboard=False)  # fmt: skip
+    result = compare(
+        CompareConfig(name="cmp", train=train, augments={"flip": AugmentConfig(horizontal_flip=True)})
+    )
+    browser.get(url + "/runs")
+    box = "[data-comparison='cmp']"
+    _wait(browser, lambda d: d.find_elements("css selector", f"{box} tr[data-run='cmp/flip']"))
+    table = browser.find_element("css selector", f"{box} table").text
+    for row in result.rows:  # each variant's test accuracy, as the comparison computed it
+        assert f"{row.variant} {row.val_accuracy:.4f}" in table and f"{row.test_accuracy:.4f}" in table
+    _wait(
+        browser,
+        lambda d: d.execute_script(f'return document.querySelector("{box} img.curves").naturalWidth > 0'),
+    )
+    browser.find_element("css selector", f"{box} button").click()
+    for name in ("cmp/none", "cmp/flip"):
+        overlaid = f"svg[data-chart='accuracy'] path[data-run='{name}'][data-series='val_accuracy']"
+        _wait(browser, lambda d, css=overlaid: d.find_elements("css selector", css))
+
+
 def _save(driver: Any, name: str) -> None:
     """A screenshot for the README, as small as the page allows (PNG, 8-bit palette when it fits)."""
     from PIL import Image
