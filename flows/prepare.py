@@ -29,7 +29,7 @@ from flows.parameters import resolve_config
 from pipeline import prepare
 from pipeline.config import PrepareConfig
 from pipeline.errors import AugpipeError
-from pipeline.prepare import ChunkRecord, Item, PrepareResult, RunDirs, count_rows
+from pipeline.prepare import ChunkOptions, ChunkRecord, Item, PrepareResult, RunDirs, SplitPlan, count_rows
 
 DASK_ADDRESS_ENV = "AUGPIPE_DASK_ADDRESS"
 T = TypeVar("T")
@@ -99,14 +99,20 @@ def start_run_task(config: PrepareConfig) -> RunDirs:
     retry_condition_fn=is_transient,
 )
 def decode_chunk_task(
-    config: PrepareConfig, items: Whole[list[Item]], staging: Path, chunk_id: int
+    config: PrepareConfig,
+    items: Whole[list[Item]],
+    staging: Path,
+    chunk_id: int,
+    plan: SplitPlan | None = None,
 ) -> ChunkRecord:
-    return prepare.decode_chunk(config, items.value, staging, chunk_id)
+    return prepare.decode_chunk(ChunkOptions.of(config, plan), items.value, staging, chunk_id)
 
 
 @task(name="finalize", cache_policy=NO_CACHE)
-def finalize_task(config: PrepareConfig, run: RunDirs, records: Whole[list[ChunkRecord]]) -> PrepareResult:
-    return prepare.finalize(config, run, records.value)
+def finalize_task(
+    config: PrepareConfig, run: RunDirs, records: Whole[list[ChunkRecord]], plan: SplitPlan
+) -> PrepareResult:
+    return prepare.finalize(config, run, records.value, plan)
 
 
 @task(name="report", cache_policy=NO_CACHE)
@@ -154,18 +160,23 @@ class AsTasks:
     def start_run(self, cfg: PrepareConfig) -> RunDirs:
         return start_run_task(cfg)
 
-    def decode(self, cfg: PrepareConfig, chunks: list[list[Item]], run: RunDirs) -> list[ChunkRecord]:
+    def decode(
+        self, cfg: PrepareConfig, chunks: list[list[Item]], run: RunDirs, plan: SplitPlan
+    ) -> list[ChunkRecord]:
         items = sum(map(len, chunks))
         get_run_logger().info("%d files in %d chunks of up to %d", items, len(chunks), cfg.chunk_size)
         futures = decode_chunk_task.map(
-            unmapped(cfg), [Whole(c) for c in chunks], unmapped(run.staging), range(len(chunks))
-        )
+            unmapped(cfg), [Whole(c) for c in chunks], unmapped(run.staging), range(len(chunks)),
+            unmapped(plan),
+        )  # fmt: skip
         # A failure or a signal while waiting reaches run_preparation, which removes the run's files;
         # the task runner then cancels the chunks not started.
         return _gather(futures, items)
 
-    def finalize(self, cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord]) -> PrepareResult:
-        return finalize_task(cfg, run, Whole(records))
+    def finalize(
+        self, cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord], plan: SplitPlan
+    ) -> PrepareResult:
+        return finalize_task(cfg, run, Whole(records), plan)
 
 
 @flow(
@@ -216,9 +227,13 @@ def run_prepare(
     """Run the flow, on the Dask cluster at ``dask_address`` (or ``AUGPIPE_DASK_ADDRESS``) if any, else
     on ``workers`` threads (default: one per CPU).
 
-    ``on_chunk(done, total)`` is called in this process as decoded chunks come back.
+    ``on_chunk(done, total)`` is called in this process as decoded chunks come back. Relative paths
+    are this process's: they are made absolute here, so that the flow run records where it read and
+    wrote (a deployment's run makes its own absolute on its worker).
     """
     address = dask_address or os.environ.get(DASK_ADDRESS_ENV) or None
     runner = task_runner_for(address, workers)
     with progress_to(on_chunk):
-        return prepare_dataset.with_options(task_runner=runner)(config, dask_address=address)
+        return prepare_dataset.with_options(task_runner=runner)(
+            prepare.with_absolute_paths(config), dask_address=address
+        )

@@ -13,33 +13,36 @@ import numpy as np
 
 def class_shares(counts: np.ndarray, n: int) -> np.ndarray:
     """How many of each class a sample of ``n`` takes: ``n * count / total`` rounded by largest
-    remainder (ties to the larger class, then the lower index), never more than the class holds and
-    at least one of every class present when ``n`` allows it."""
+    remainder (ties to the larger class, then the lower index), never more than the class holds.
+
+    When ``n`` is at least the number of classes present, every one of them keeps at least one: a
+    class whose share is under one gets one, and the rest of ``n`` is shared among the others in
+    proportion (each then within one of ``rest * count / their total``).
+    """
     counts = np.asarray(counts, dtype=np.int64)
     total = int(counts.sum())
     if n >= total:
         return counts.copy()
-    exact = counts * (n / total)
-    shares = np.floor(exact).astype(np.int64)
     present = counts > 0
-    if n >= int(present.sum()):  # a class that is there is not dropped by rounding
-        shares = np.where(present, np.maximum(shares, 1), 0)
-    left = n - int(shares.sum())
-    if left > 0:
-        order = np.lexsort((np.arange(len(counts)), -counts, -(exact - np.floor(exact))))
-        for c in order:
-            if left == 0:
+    raised = np.zeros(len(counts), bool)  # classes given one because their share was under one
+    if n >= int(present.sum()):
+        while True:  # raising a class lowers the others' shares: repeat until none falls under one
+            free = present & ~raised
+            under = free & (counts * (n - int(raised.sum())) < counts[free].sum())
+            if not under.any():
                 break
-            if shares[c] < counts[c]:
-                shares[c] += 1
-                left -= 1
-    elif left < 0:  # the minimum of one per class overshot: take back from the largest shares
-        for c in np.argsort(-(shares - exact), kind="stable"):
-            if left == 0:
-                break
-            if shares[c] > 1:
-                shares[c] -= 1
-                left += 1
+            raised |= under
+    free = present & ~raised
+    rest = n - int(raised.sum())
+    # rest * count / their total in integers, as a whole part and a remainder: exact, so that no
+    # class rounds above what it holds.
+    scaled = np.where(free, counts * rest, 0)
+    whole, remainder = np.divmod(scaled, max(int(counts[free].sum()), 1))
+    shares = whole + raised
+    left = rest - int(whole.sum())
+    # Largest remainder first; of equal remainders, the larger class, then the lower index.
+    order = np.lexsort((np.arange(len(counts)), -counts, -remainder))
+    shares[order[:left]] += 1
     return shares
 
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 
 runner = CliRunner()
-COMMANDS = ("run", "prepare", "preview", "train", "models", "serve", "doctor", "studio")
+COMMANDS = ("run", "prepare", "preview", "train", "compare", "models", "serve", "doctor", "studio")
 
 
 def test_the_commands_are_the_documented_ones():

@@ -64,8 +64,17 @@ def test_folder_source_quarantines_bad_files_and_reports(class_tree, tmp_path):
     assert report["images"] == 13
     assert report["class_counts"] == {"dahlia": 7, "temple": 6}
     assert report["duplicates"] == [["dahlia/copy_of_img00.png", "temple/nested/img00.PNG"]]
-    splits = {split_of(k, cfg.splits, cfg.split_salt) for k in report["duplicates"][0]}
-    assert bool(report["leakage"]) == (len(splits) > 1)
+    # cut by their keys, the copies fall in two splits; identical images are kept in one, by their content
+    by_key = {k: split_of(k, cfg.splits, cfg.split_salt) for k in report["duplicates"][0]}
+    assert set(by_key.values()) == {"test", "validation"}
+    files = {f["key"]: f for f in PreparedDataset(tmp_path / "out").manifest["files"]}
+    (digest,) = {files[k]["hash"] for k in by_key}
+    by_content = split_of(digest, cfg.splits, cfg.split_salt)
+    assert {files[k]["split"] for k in by_key} == {by_content} and report["leakage"] == []
+    moved = sum(split != by_content for split in by_key.values())
+    assert report["duplicates_across_splits"] == {
+        "dedupe_across_splits": True, "before": 1, "after": 0, "moved": moved
+    }  # fmt: skip
     ds = PreparedDataset(tmp_path / "out")
     assert ds.classes == ["dahlia", "temple"] and ds.image_shape == (32, 40, 3)
     total = sum(len(ds.images(s)) for s in ds.splits)

@@ -78,7 +78,18 @@ def prepare_command(
         bool, typer.Option("--keep-aspect-ratio", help="Center-crop to the target aspect ratio first.")
     ] = False,
     splits: Annotated[
-        str | None, typer.Option(help="Split fractions, e.g. train=0.8,validation=0.1,test=0.1.")
+        str | None,
+        typer.Option(
+            help="Split fractions, e.g. train=0.8,validation=0.1,test=0.1. Splits the source gives "
+            "(train/, val/, test/ folders; a manifest's split column) are kept; only the others are cut."
+        ),
+    ] = None,
+    dedupe_across_splits: Annotated[
+        bool | None,
+        typer.Option(
+            "--dedupe-across-splits/--no-dedupe-across-splits",
+            help="Put identical images in one split, the most held-out of their copies' (default: on).",
+        ),
     ] = None,
     shard_size: Annotated[int | None, typer.Option(help="Images per shard file.")] = None,
     chunk_size: Annotated[int | None, typer.Option(help="Images per parallel decoding task.")] = None,
@@ -118,6 +129,7 @@ def prepare_command(
         "keep_aspect_ratio": keep_aspect_ratio or None,
         "allow_outside_root": allow_outside_root or None,
         "download": download or None,
+        "dedupe_across_splits": dedupe_across_splits,
     }
     try:
         if target_size is not None:
@@ -131,12 +143,7 @@ def prepare_command(
             raise ConfigError("--out is required (or give it in --config)")
         else:
             cfg = PrepareConfig(**overrides)
-        source_kind = resolve_kind(cfg)  # a missing or unrecognised source fails here, before any work
-        # Absolute paths, so that Dask workers with another working directory find the same files.
-        absolute = {"out": os.path.abspath(cfg.out)}
-        if source_kind not in ("digits", "keras"):
-            absolute["source"] = os.path.abspath(cfg.source)
-        cfg = cfg.model_copy(update=absolute)
+        resolve_kind(cfg)  # a missing or unrecognised source fails here, before the progress bar
         address = dask or os.environ.get("AUGPIPE_DASK_ADDRESS") or None
         with progress_bar(f"preparing {cfg.source}") as bar:
             display = Display(bar)
@@ -163,7 +170,7 @@ def _cpus() -> int:
 
 def print_summary(result: PrepareResult) -> None:
     """The version written (or kept), its images per class and split, and what was left out."""
-    from pipeline.prepare import count_rows
+    from pipeline.prepare import count_rows, split_lines
 
     report = result.report
     state = "unchanged, kept" if result.unchanged else "written"
@@ -192,8 +199,12 @@ def print_summary(result: PrepareResult) -> None:
         console.print(Text(f"{plural(len(left_out), 'entry', 'entries')} left out (see report.json):"))
         for q in left_out:
             console.print(Text(f"  {q['key']}: {q['reason']}: {q['message']}"), soft_wrap=True)
-    if report["duplicates"]:
+    for line in split_lines(report):
+        console.print(Text(line), soft_wrap=True)
+    if report["duplicates"] and "duplicates_across_splits" not in report:  # a version of an older augpipe
         console.print(
             f"{plural(len(report['duplicates']), 'group')} of identical images, "
             f"{len(report['leakage']):,} of them across splits (see report.json)"
         )
+    for hint in report.get("hints", []):
+        console.print(Text(f"hint: {hint}"), soft_wrap=True)

@@ -9,9 +9,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from pipeline.config.base import Validated
 from pipeline.config.messages import did_you_mean
-from pipeline.ingest.formats import DEFAULT_MAX_PIXELS
-
-SPLIT_NAMES = ("train", "validation", "test")
+from pipeline.ingest.formats import DEFAULT_MAX_PIXELS, SPLIT_NAMES
 
 
 class PrepareConfig(Validated):
@@ -21,6 +19,11 @@ class PrepareConfig(Validated):
     cifar10, cifar100, from the Keras cache) or a path: a class-folder tree, a ``.csv`` manifest, an
     ``.npz`` file, or an IDX images file (its labels file beside it).
     ``download``: fetch a ``keras:<name>`` dataset that Keras's cache lacks (``--download``).
+    ``splits``: the fractions the splits are cut at. A source that gives its own splits (split
+    folders ``train/``, ``val/``, ``test/``; a manifest's ``split`` column) keeps them, and only the
+    splits it lacks are cut, from its train split; train is then the only split it must give.
+    ``dedupe_across_splits``: identical images (same bytes) all go to one split, so that no test or
+    validation image is also a training image (``--no-dedupe-across-splits`` turns it off).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -40,6 +43,7 @@ class PrepareConfig(Validated):
     allow_outside_root: bool = False
     follow_links: bool = False
     split_salt: str = "augpipe"
+    dedupe_across_splits: bool = True
 
     @field_validator("target_size")
     @classmethod
@@ -55,8 +59,10 @@ class PrepareConfig(Validated):
         if unknown:
             hint = did_you_mean(unknown[0], SPLIT_NAMES) if len(unknown) == 1 else ""
             raise ValueError(f"unknown split {', '.join(unknown)}{hint}; accepted: {', '.join(SPLIT_NAMES)}")
-        if any(f < 0 for f in v.values()) or abs(sum(v.values()) - 1.0) > 1e-6 or v.get("train", 0) <= 0:
-            raise ValueError("split fractions must be >= 0, include train > 0, and sum to 1")
+        # Whether train is there is checked against the source: a source that gives its splits may be
+        # asked only for test (``test=1.0``), and then keeps its own train.
+        if any(f < 0 for f in v.values()) or abs(sum(v.values()) - 1.0) > 1e-6:
+            raise ValueError("split fractions must be >= 0 and sum to 1")
         return {k: float(v[k]) for k in SPLIT_NAMES if v.get(k)}
 
     @model_validator(mode="after")

@@ -9,7 +9,7 @@ import stat
 import struct
 import warnings
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import cv2
 import numpy as np
@@ -275,12 +275,17 @@ def _convert_color(image: np.ndarray, color_mode: str, name: str) -> np.ndarray:
     return out[..., None] if out.ndim == 2 else out
 
 
+def _crop_size(height: int, width: int, target_size: tuple[int, int]) -> tuple[int, int]:
+    """The size of the largest crop of a height x width image with the aspect of target_size."""
+    target_height, target_width = target_size
+    crop_height = min(height, (width * target_height) // target_width)
+    return crop_height, min(width, (height * target_width) // target_height)
+
+
 def center_crop_to_aspect(image: np.ndarray, target_size: tuple[int, int]) -> np.ndarray:
     """The largest centred crop with the aspect of target_size (height, width), as Keras's load_img."""
     height, width = image.shape[:2]
-    target_height, target_width = target_size
-    crop_height = min(height, (width * target_height) // target_width)
-    crop_width = min(width, (height * target_width) // target_height)
+    crop_height, crop_width = _crop_size(height, width, target_size)
     top = (height - crop_height) // 2
     left = (width - crop_width) // 2
     return image[top : top + crop_height, left : left + crop_width]
@@ -314,6 +319,20 @@ def resize(
         np.ascontiguousarray(image), (width, height), interpolation=INTERPOLATIONS[interpolation]
     )
     return out[..., None] if out.ndim == 2 else out
+
+
+def downscale_factor(size: tuple[int, int], target_size: tuple[int, int], keep_aspect_ratio: bool) -> float:
+    """How many times an image of ``size`` (height, width) shrinks along the side it shrinks most when
+    resized to target_size (after the centre crop of keep_aspect_ratio); below 1 when it is enlarged."""
+    height, width = _crop_size(*size, target_size) if keep_aspect_ratio else size
+    return max(height / target_size[0], width / target_size[1])
+
+
+class Decoded(NamedTuple):
+    """A decoded image, and its size (height, width) before it was resized to the target size."""
+
+    image: np.ndarray
+    size: tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -439,10 +458,10 @@ def decode_image(
     else:
         name = os.fspath(data)
         data = read_file(data)
-    return _decode(data, name, sniff_format(data) if data else None, options)
+    return _decode(data, name, sniff_format(data) if data else None, options).image
 
 
-def _decode(data: bytes, name: str, fmt: str | None, options: DecodeOptions) -> np.ndarray:
+def _decode(data: bytes, name: str, fmt: str | None, options: DecodeOptions) -> Decoded:
     """decode_image's work; ``name`` says which file the messages are about and ``fmt`` is
     sniff_format(data)."""
     if not data:
@@ -483,9 +502,10 @@ def _decode(data: bytes, name: str, fmt: str | None, options: DecodeOptions) -> 
     if orientation != 1:
         image = _orient(image, orientation)
     image = _convert_color(image, options.color_mode, name)
+    size = (image.shape[0], image.shape[1])
     if options.target_size is not None:
         image = resize(image, options.target_size, options.interpolation, options.keep_aspect_ratio, name)
-    return image if image.flags.c_contiguous else np.ascontiguousarray(image)
+    return Decoded(image if image.flags.c_contiguous else np.ascontiguousarray(image), size)
 
 
 def check_and_decode(
@@ -507,6 +527,11 @@ def check_and_decode(
 
 def decode_checked(data: bytes, name: str, options: DecodeOptions) -> np.ndarray:
     """check_and_decode on a file's bytes (``name``: its path)."""
+    return decode_sized(data, name, options).image
+
+
+def decode_sized(data: bytes, name: str, options: DecodeOptions) -> Decoded:
+    """decode_checked, also giving the image's size before it was resized."""
     expected = EXTENSION_FORMATS.get(file_extension(name))
     actual = sniff_format(data) if data else None
     if expected is not None and actual is not None and actual != expected:

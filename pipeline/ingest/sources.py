@@ -11,7 +11,7 @@ import os
 import stat
 from array import array
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, TextIO
 
@@ -19,7 +19,7 @@ import numpy as np
 
 from pipeline.errors import ConfigError, DataError
 from pipeline.ingest.decode import file_extension, not_regular
-from pipeline.ingest.formats import IMAGE_EXTENSIONS
+from pipeline.ingest.formats import GIVEN_SPLIT_NAMES, IMAGE_EXTENSIONS
 
 
 class KerasFile(NamedTuple):
@@ -84,10 +84,12 @@ _Y_KEYS = ("y", "labels", "y_train", "Y", "targets")
 
 @dataclass(frozen=True)
 class Sample:
-    """One image file and its labels (one for single-label data, several for multi-label)."""
+    """One image file and its labels (one for single-label data, several for multi-label), and the
+    split the source puts it in (train, validation or test), if the source gives splits."""
 
     path: str
     labels: tuple[str, ...]
+    split: str | None = None
 
 
 class Skipped(NamedTuple):
@@ -96,7 +98,8 @@ class Skipped(NamedTuple):
     ``path`` is relative to the root; a folder's ends with a separator, and ``*.txt`` stands for every
     file of that extension. ``reason`` is a code (symlink_not_followed, symlink_loop, dangling_symlink,
     unreadable_folder, unreadable, not_a_regular_file, not_in_a_class_folder, no_images,
-    not_an_image_extension); ``message`` says it in words and never quotes a file's content.
+    not_a_split_folder, not_an_image_extension); ``message`` says it in words and never quotes a
+    file's content.
     """
 
     path: str
@@ -105,10 +108,20 @@ class Skipped(NamedTuple):
 
 
 class FolderScan(NamedTuple):
-    """What a class-folder tree holds: (class, its image paths sorted) by class, and what was left out."""
+    """What a class-folder tree holds: (class, its image paths sorted) by class, and what was left out.
+
+    ``split_folders``: when the root's folders are split folders (train/, val/, test/, in any case),
+    each one's name and the split it gives; the classes are then the folders below them, and a
+    class holds its images of every split.
+    """
 
     classes: list[tuple[str, list[str]]]
     skipped: list[Skipped]
+    split_folders: dict[str, str] = {}
+
+    def split_of(self, relative: str) -> str | None:
+        """The split a file gives by its path relative to the root, or None without split folders."""
+        return self.split_folders.get(relative.split(os.sep, 1)[0]) if self.split_folders else None
 
 
 # Files of other extensions (notes, CSVs, .DS_Store) are common beside images: listing each would bury
@@ -180,10 +193,18 @@ class _Walk:
         else:  # a FIFO would block the read, a device might never end: named from the stat, never opened
             self.skip(entry.path, "not_a_regular_file", not_regular(mode) or "")
 
-    def images(self, folder: str) -> list[str] | None:
-        """Image paths at any depth under folder, unsorted; None when folder itself cannot be read."""
+    def above(self, folder: str) -> dict[tuple[int, int], str]:
+        """The folders that ``folder`` is in, and itself, when following links (to spot a link back)."""
+        if not self.follow_links:
+            return self.top
+        info = os.stat(folder)
+        return {**self.top, (info.st_dev, info.st_ino): folder}
+
+    def images(self, folder: str, above: dict[tuple[int, int], str] | None = None) -> list[str] | None:
+        """Image paths at any depth under folder, unsorted; None when folder itself cannot be read.
+        ``above``: the folders it is in (the root by default), when following links."""
         found: list[str] = []
-        pending = [(folder, self.top)]
+        pending = [(folder, self.top if above is None else above)]
         while pending:
             path, above = pending.pop()
             if self.follow_links:
@@ -239,6 +260,9 @@ def scan_folders(root: str | os.PathLike[str], follow_links: bool = False) -> Fo
     """The class folders under root and their image files, and every file, folder and symlink left out.
 
     Files in nested subfolders belong to their first-level folder; extensions are case-insensitive.
+    When the first-level folders are split folders (train, val, valid, validation, test, in any
+    case), they give the splits, and the classes are the folders below them (their union: a class
+    may lack images in a split); some split folders beside other folders are refused (DataError).
     Left out, each listed with its reason: symlinks (unless follow_links; then loops and dangling ones),
     unreadable folders, class folders without images, FIFOs, sockets and devices, image files beside
     the class folders; files of other extensions are summed up per extension.
@@ -252,21 +276,88 @@ def scan_folders(root: str | os.PathLike[str], follow_links: bool = False) -> Fo
     with os.scandir(top) as entries:
         for entry in sorted(entries, key=lambda e: e.name):
             walk.place(entry, loose, class_dirs)
-    for path in loose:
-        walk.skip(path, "not_in_a_class_folder", "image file beside the class folders, not in one")
-    classes = []
-    for folder in class_dirs:
-        paths = walk.images(folder)
-        if paths:
-            classes.append((os.path.basename(folder), sorted(paths)))
-        elif paths is not None:
-            walk.skip(folder + os.sep, "no_images", "class folder holds no image files")
+    split_folders = _split_folders(top, [os.path.basename(folder) for folder in class_dirs])
+    if not split_folders:
+        by_class = _class_images(walk, top, loose, class_dirs, None)
+        classes = sorted(by_class.items())
+    else:
+        for path in loose:
+            walk.skip(
+                path, "not_in_a_class_folder", "image file beside the split folders, not in a class folder"
+            )
+        for folder in class_dirs:
+            if os.path.basename(folder) not in split_folders:  # hidden: .ipynb_checkpoints, .cache
+                walk.skip(folder + os.sep, "not_a_split_folder", "hidden folder beside the split folders")
+        class_dirs = [folder for folder in class_dirs if os.path.basename(folder) in split_folders]
+        by_class = {}
+        for folder in class_dirs:
+            try:
+                above = walk.above(folder)
+                inner_loose: list[str] = []
+                inner_dirs: list[str] = []
+                with os.scandir(folder) as entries:
+                    for entry in sorted(entries, key=lambda e: e.name):
+                        walk.place(entry, inner_loose, inner_dirs)
+            except OSError as err:
+                walk.skip(folder + os.sep, "unreadable_folder", f"unreadable folder: {err.strerror}")
+                continue
+            for name, paths in _class_images(walk, folder, inner_loose, inner_dirs, above).items():
+                by_class.setdefault(name, []).extend(paths)
+        classes = [(name, sorted(paths)) for name, paths in sorted(by_class.items())]
     if not classes:
+        where = f" in the split folders {', '.join(sorted(split_folders))}" if split_folders else ""
         raise DataError(
-            f"no images under {os.fspath(root)!r} in {len(class_dirs)} class folders; "
+            f"no images under {os.fspath(root)!r}{where} in {len(class_dirs)} class folders; "
             f"looked for extensions {sorted(IMAGE_EXTENSIONS)}"
         )
-    return FolderScan(classes, walk.left_out())
+    return FolderScan(classes, walk.left_out(), split_folders)
+
+
+def _split_folders(root: str, names: list[str]) -> dict[str, str]:
+    """The split each of ``names`` (the root's folders) gives, when they are split folders; {} when
+    none is. Some split folders beside other folders, or two folders for one split, are refused."""
+    given = {name: GIVEN_SPLIT_NAMES[name.lower()] for name in names if name.lower() in GIVEN_SPLIT_NAMES}
+    if not given:
+        return {}
+    accepted = ", ".join(f"{name}/" for name in GIVEN_SPLIT_NAMES)
+    others = [name for name in names if name not in given and not name.startswith(".")]
+    if others:
+        shown = ", ".join(f"{name}/" for name in others[:_LISTED])
+        more = f" and {len(others) - _LISTED} more" if len(others) > _LISTED else ""
+        raise DataError(
+            f"{root!r} holds the split folders {', '.join(f'{name}/' for name in given)} beside the folders "
+            f"{shown}{more}: either every folder there is a split folder ({accepted}, any case) holding "
+            "class folders, or every folder there is a class folder; move or rename the others"
+        )
+    for split in set(given.values()):
+        folders = [name for name, s in given.items() if s == split]
+        if len(folders) > 1:
+            raise DataError(
+                f"{root!r} holds {' and '.join(f'{name}/' for name in folders)}, which all give the "
+                f"{split} split: keep one of them"
+            )
+    return given
+
+
+def _class_images(
+    walk: _Walk,
+    folder: str,
+    loose: list[str],
+    class_dirs: list[str],
+    above: dict[tuple[int, int], str] | None,
+) -> dict[str, list[str]]:
+    """The image paths (sorted) of each class folder of ``folder`` that holds images; loose image
+    files beside the class folders, and class folders without images, are listed as left out."""
+    for path in loose:
+        walk.skip(path, "not_in_a_class_folder", "image file beside the class folders, not in one")
+    found = {}
+    for class_dir in class_dirs:
+        paths = walk.images(class_dir, above)
+        if paths:
+            found[os.path.basename(class_dir)] = sorted(paths)
+        elif paths is not None:
+            walk.skip(class_dir + os.sep, "no_images", "class folder holds no image files")
+    return found
 
 
 def class_folder_files(
@@ -281,11 +372,16 @@ def class_folder_files(
 
 
 def scan_class_folders(root: str | os.PathLike[str], follow_links: bool = False) -> list[Sample]:
-    """One Sample per image under root/<class>/..., class = first-level folder, sorted by class then path.
+    """One Sample per image under root/<class>/..., class = first-level folder, sorted by class then path;
+    under split folders (root/train/<class>/..., see scan_folders), each Sample has its split.
 
-    Files in nested subfolders belong to their first-level folder; extensions are case-insensitive.
+    Files in nested subfolders belong to their class folder; extensions are case-insensitive.
     """
-    return [Sample(path, (name,)) for name, paths in class_folder_files(root, follow_links) for path in paths]
+    found = scan_folders(root, follow_links)
+    cut = len(os.path.join(os.fspath(root), ""))
+    return [
+        Sample(path, (name,), found.split_of(path[cut:])) for name, paths in found.classes for path in paths
+    ]
 
 
 # How many rows or label sets one message lists before it says how many more there are: a manifest
@@ -296,8 +392,8 @@ _LISTED = 10
 @dataclass(frozen=True)
 class LeftOutRows:
     """Rows of a manifest that name one file and are not used: ``reason`` is empty_label,
-    conflicting_labels (the file is left out) or duplicate_rows (the file is used once, from its
-    first row); ``message`` names the manifest, the rows and the labels."""
+    conflicting_labels or conflicting_splits (the file is left out) or duplicate_rows (the file is
+    used once, from its first row); ``message`` names the manifest, the rows and the labels."""
 
     path: str
     reason: str
@@ -306,15 +402,17 @@ class LeftOutRows:
 
 @dataclass(frozen=True)
 class Manifest:
-    """What a CSV manifest lists: the files to use with their labels, and the rows left out."""
+    """What a CSV manifest lists: the files to use with their labels, and the rows left out; with a
+    split column, the split each file is given (train, validation or test)."""
 
     root: str  # the manifest's folder, resolved
     labels: dict[str, tuple[str, ...]]  # resolved path -> its labels, in the order of first rows
     left_out: list[LeftOutRows]
+    splits: dict[str, str] = field(default_factory=dict)  # resolved path -> its split; {} without a column
 
     @property
     def samples(self) -> list[Sample]:
-        return [Sample(path, labels) for path, labels in self.labels.items()]
+        return [Sample(path, labels, self.splits.get(path)) for path, labels in self.labels.items()]
 
     def key(self, path: str) -> str:
         """``path`` relative to the manifest's folder (starting with ``..`` if it is outside it)."""
@@ -328,15 +426,18 @@ def read_manifest(
     label_column: str = "label",
     label_separator: str = " ",
     allow_outside_root: bool = False,
+    split_column: str = "split",
 ) -> Manifest:
     """The files a CSV manifest lists and their labels; relative paths are resolved against its folder.
 
-    The manifest is UTF-8 (a BOM is accepted) with exactly the columns ``path_column`` and
-    ``label_column``, in either order. A label cell holding several labels separated by
-    ``label_separator`` (any whitespace for " ") makes a multi-label file; labels are sorted. Rows
-    are grouped by the file they name, after resolving ``.``, ``..`` and symlinks: a file with no label
-    or with different labels in its rows is left out, and rows that repeat one are listed (see
-    LeftOutRows). Absolute paths and paths that leave the folder are refused unless
+    The manifest is UTF-8 (a BOM is accepted) with the columns ``path_column`` and ``label_column``,
+    and optionally ``split_column``, in any order. A split cell names the file's split: train, val,
+    valid, validation or test, in any case (anything else, or nothing, raises DataError naming the
+    row); a file whose rows name different splits is left out. A label cell holding several labels
+    separated by ``label_separator`` (any whitespace for " ") makes a multi-label file; labels are
+    sorted. Rows are grouped by the file they name, after resolving ``.``, ``..`` and symlinks: a file
+    with no label or with different labels in its rows is left out, and rows that repeat one are
+    listed (see LeftOutRows). Absolute paths and paths that leave the folder are refused unless
     allow_outside_root, so that a shared manifest cannot make the pipeline read arbitrary files.
     Anything else wrong (columns, a row's field count, a NUL, bytes that are not UTF-8, a field
     over csv's size limit, no rows) raises DataError naming the manifest and the row or line.
@@ -350,6 +451,8 @@ def read_manifest(
     repeats: dict[str, list[int]] = {}  # path -> its rows after the first (up to _LISTED of them)
     repeat_count: dict[str, int] = {}
     conflicts: dict[str, list[tuple[str, ...]]] = {}  # path -> its distinct labels (up to _LISTED + 1)
+    given: dict[str, str] = {}  # path -> the split of its first row, with a split column
+    split_conflicts: dict[str, list[str]] = {}  # path -> the distinct splits of its rows
     outside: list[str] = []
     outside_count = 0
     parsed: dict[str, tuple[str, ...]] = {}  # label cell -> labels: one tuple per distinct cell
@@ -359,7 +462,9 @@ def read_manifest(
             reader = csv.reader(f)
             header = next(reader, None)
             number = 1
-            path_at, label_at, width = _manifest_columns(name, header, path_column, label_column)
+            path_at, label_at, split_at, width = _manifest_columns(
+                name, header, path_column, label_column, split_column
+            )
             for number, row in enumerate(reader, start=2):  # number: read by the except clauses
                 if len(row) != width:
                     if not row:
@@ -380,6 +485,7 @@ def read_manifest(
                 labels = parsed.get(cell)
                 if labels is None:
                     labels = parsed[cell] = _split_labels(cell, label_separator)
+                split = None if split_at is None else _given_split(name, number, split_column, row[split_at])
                 path = resolve(raw)
                 if not allow_outside_root and (not path.startswith(inside) or raw.startswith(os.sep)):
                     outside_count += 1
@@ -390,6 +496,8 @@ def read_manifest(
                 if seen is None:
                     files[path] = labels
                     first_rows.append(number)
+                    if split is not None:
+                        given[path] = split
                     continue
                 count = repeat_count[path] = repeat_count.get(path, 0) + 1
                 if count <= _LISTED:
@@ -398,6 +506,10 @@ def read_manifest(
                     distinct = conflicts.setdefault(path, [seen])
                     if labels not in distinct and len(distinct) <= _LISTED:
                         distinct.append(labels)
+                if split is not None and split != given[path]:
+                    splits = split_conflicts.setdefault(path, [given[path]])
+                    if split not in splits:
+                        splits.append(split)
     except UnicodeDecodeError:
         raise DataError(
             f"manifest {name!r} is not UTF-8 at {_undecodable(name)}: save it as UTF-8"
@@ -421,7 +533,7 @@ def read_manifest(
     if not files:
         raise DataError(f"manifest {name!r} has no rows under its header")
     if not (repeats or any(not labels for labels in parsed.values())):
-        return Manifest(root, files, [])  # the common case: every file once, with labels
+        return Manifest(root, files, [], given)  # the common case: every file once, with labels
     kept: dict[str, tuple[str, ...]] = {}
     left_out: list[LeftOutRows] = []
     for first, (path, labels) in zip(first_rows, files.items(), strict=True):
@@ -432,6 +544,11 @@ def read_manifest(
             left_out.append(LeftOutRows(
                 path, "conflicting_labels", f"{name} {rows} give it different labels: {shown}{more}"
             ))  # fmt: skip
+        elif path in split_conflicts:
+            left_out.append(LeftOutRows(
+                path, "conflicting_splits",
+                f"{name} {rows} put it in different splits: {', '.join(split_conflicts[path])}",
+            ))  # fmt: skip
         elif not labels:
             left_out.append(LeftOutRows(path, "empty_label", f"{name} {rows}: the {label_column!r} is empty"))
         else:
@@ -441,7 +558,7 @@ def read_manifest(
                 left_out.append(LeftOutRows(
                     path, "duplicate_rows", f"{name} {again} repeat row {first}: the file is used once"
                 ))  # fmt: skip
-    return Manifest(root, kept, left_out)
+    return Manifest(root, kept, left_out, {path: given[path] for path in kept} if given else {})
 
 
 def _open_manifest(name: str) -> TextIO:
@@ -460,9 +577,10 @@ def _open_manifest(name: str) -> TextIO:
 
 
 def _manifest_columns(
-    name: str, header: list[str] | None, path_column: str, label_column: str
-) -> tuple[int, int, int]:
-    """Where the path and label columns are in a manifest's header row, and how many columns it has."""
+    name: str, header: list[str] | None, path_column: str, label_column: str, split_column: str
+) -> tuple[int, int, int | None, int]:
+    """Where the path, label and split (None: no such column) columns are in a manifest's header row,
+    and how many columns it has."""
     if header is None:
         raise DataError(
             f"manifest {name!r} is empty: expected a header row with the columns "
@@ -473,14 +591,26 @@ def _manifest_columns(
     if missing:
         raise DataError(f"manifest {name!r} header row lacks columns {missing}; found columns {columns}")
     twice = sorted({c for c in columns if columns.count(c) > 1})
-    unknown = [c for c in columns if c not in (path_column, label_column)]
+    unknown = [c for c in columns if c not in (path_column, label_column, split_column)]
     if twice or unknown:
         what = f"names {twice} twice" if twice else f"has the unknown columns {unknown}"
         raise DataError(
             f"manifest {name!r} header row {what}: a manifest has exactly the columns "
-            f"{path_column!r} and {label_column!r}"
+            f"{path_column!r} and {label_column!r}, and optionally {split_column!r}"
         )
-    return columns.index(path_column), columns.index(label_column), len(columns)
+    split_at = columns.index(split_column) if split_column in columns else None
+    return columns.index(path_column), columns.index(label_column), split_at, len(columns)
+
+
+def _given_split(name: str, number: int, column: str, cell: str) -> str:
+    """The split a manifest's split cell names (``val`` gives validation), or DataError naming the row."""
+    split = GIVEN_SPLIT_NAMES.get(cell.strip().lower())
+    if split is None:
+        got = f"an empty {column!r}" if not cell.strip() else f"the {column!r} {_shorten(cell.strip())!r}"
+        raise DataError(
+            f"manifest {name!r} row {number} has {got}; accepted: {', '.join(GIVEN_SPLIT_NAMES)} (any case)"
+        )
+    return split
 
 
 def _split_labels(cell: str, separator: str) -> tuple[str, ...]:

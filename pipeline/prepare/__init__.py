@@ -15,12 +15,12 @@ from pipeline.prepare.disk import DiskFullError
 from pipeline.prepare.finalize import finalize
 from pipeline.prepare.orchestrate import InProcess, PrepareSteps, prepare, run_preparation
 from pipeline.prepare.records import ChunkRecord, Item, LeftOut, PrepareResult, Quarantined, Row, RunDirs
-from pipeline.prepare.report import count_rows, summary_markdown
+from pipeline.prepare.report import count_rows, split_lines, summary_markdown
 from pipeline.prepare.runs import discard_run, start_run
 from pipeline.prepare.scan import chunked, scan
 from pipeline.prepare.sizes import mixed_sizes_message
-from pipeline.prepare.sources import load_arrays, resolve_kind
-from pipeline.prepare.splitting import split_of
+from pipeline.prepare.sources import load_arrays, resolve_kind, with_absolute_paths
+from pipeline.prepare.splitting import SplitPlan, plan_splits, split_of
 from pipeline.prepare.stats import mean_std, pixel_histogram
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "Quarantined",
     "Row",
     "RunDirs",
+    "SplitPlan",
     "chunked",
     "count_rows",
     "decode_chunk",
@@ -46,11 +47,14 @@ __all__ = [
     "mean_std",
     "mixed_sizes_message",
     "pixel_histogram",
+    "plan_splits",
     "prepare",
     "resolve_kind",
     "run_preparation",
     "scan",
+    "split_lines",
     "split_of",
     "start_run",
     "summary_markdown",
+    "with_absolute_paths",
 ]

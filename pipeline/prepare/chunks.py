@@ -9,14 +9,22 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from pipeline.errors import DataError
-from pipeline.ingest.decode import DecodeOptions, ImageProblem, decode_checked, read_file, resize
+from pipeline.ingest.decode import (
+    DecodeOptions,
+    ImageProblem,
+    decode_sized,
+    downscale_factor,
+    read_file,
+    resize,
+)
 from pipeline.io import write_atomic
 from pipeline.prepare.disk import naming_a_full_disk
+from pipeline.prepare.hints import DOWNSCALE_HINT, count_gray_in_color
 from pipeline.prepare.records import ChunkRecord, Item, Quarantined, content_hash
 from pipeline.prepare.shards import ShardRow, open_shard, previous_index
 from pipeline.prepare.sizes import mixed_sizes_message
 from pipeline.prepare.sources import FILE_KINDS, load_arrays, resolve_kind
-from pipeline.prepare.splitting import splitter
+from pipeline.prepare.splitting import SplitPlan, plan_splits, splitter
 from pipeline.prepare.stats import pixel_histogram
 from pipeline.store import current_version
 
@@ -32,30 +40,33 @@ class ChunkOptions(NamedTuple):
     kind: str
     source: str
     decode: DecodeOptions
-    splits: dict[str, float]
+    plan: SplitPlan
     split_salt: str
     decode_fingerprint: str
 
     @classmethod
-    def of(cls, cfg: PrepareConfig) -> ChunkOptions:
+    def of(cls, cfg: PrepareConfig, plan: SplitPlan | None = None) -> ChunkOptions:
+        """``plan``: how the source's splits are kept and cut (default: a source that gives none)."""
         decode = DecodeOptions(
             cfg.color_mode, cfg.target_size, cfg.interpolation, cfg.keep_aspect_ratio, cfg.max_pixels
         )
+        plan = plan or plan_splits(cfg.source, cfg.splits, ())
         return cls(
-            cfg.out, resolve_kind(cfg), cfg.source, decode, dict(cfg.splits), cfg.split_salt,
-            cfg.decode_fingerprint(),
-        )  # fmt: skip
+            cfg.out, resolve_kind(cfg), cfg.source, decode, plan, cfg.split_salt, cfg.decode_fingerprint()
+        )
 
 
 def decode_chunk(
     cfg: PrepareConfig | ChunkOptions, items: list[Item], staging: Path, chunk_id: int
 ) -> ChunkRecord:
     """Decode (or reuse from the current version, by content hash) one chunk; bad files are
-    quarantined with their reason, never raised. Give ChunkOptions when sending it to a process."""
+    quarantined with their reason, never raised. Give ChunkOptions when sending it to a process
+    (and always for a source that gives splits: they carry its SplitPlan)."""
     options = cfg if isinstance(cfg, ChunkOptions) else ChunkOptions.of(cfg)
     decode = options.decode
+    target = decode.target_size
     record = ChunkRecord(chunk_id, None)
-    keys, hashes, labels = record.keys, record.hashes, record.labels
+    keys, hashes, labels, given = record.keys, record.hashes, record.labels, record.given
     previous = current_version(options.out)
     reuse: dict[str, ShardRow] = previous_index(str(previous), options.decode_fingerprint) if previous else {}
     arrays = None if options.kind in FILE_KINDS else load_arrays(options.kind, options.source)[0]
@@ -76,16 +87,18 @@ def decode_chunk(
                     image = np.array(open_shard(shard)[row])
                     record.reused += 1
                 else:
-                    image = decode_checked(data, item.path, decode)
+                    image, size = decode_sized(data, item.path, decode)
                     record.decoded += 1
+                    if target is not None:
+                        _note_downscale(record, downscale_factor(size, target, decode.keep_aspect_ratio))
             else:
                 assert arrays is not None and item.row is not None
                 image = arrays[item.row]
-                if decode.target_size is not None and image.shape[:2] != decode.target_size:
-                    image = resize(
-                        image, decode.target_size, decode.interpolation, decode.keep_aspect_ratio, item.key
-                    )
+                if target is not None and image.shape[:2] != target:
+                    size = (image.shape[0], image.shape[1])
+                    image = resize(image, target, decode.interpolation, decode.keep_aspect_ratio, item.key)
                     image = image if image.ndim == 3 else image[..., None]
+                    _note_downscale(record, downscale_factor(size, target, decode.keep_aspect_ratio))
                 digest = content_hash(np.ascontiguousarray(image).tobytes())
                 record.decoded += 1  # read from the array source
         except ImageProblem as err:
@@ -105,9 +118,13 @@ def decode_chunk(
         keys.append(item.key)
         hashes.append(digest)
         labels.append(item.labels)
-    split = splitter(tuple(options.splits.items()), options.split_salt)
-    record.splits = [split(key) for key in keys]
-    record.listing = json.dumps(keys + hashes + ["\0".join(lab) for lab in labels])
+        given.append(item.split)
+    cut = {name: splitter(cuts, options.split_salt) for name, cuts in options.plan.cuts.items()}
+    record.splits = [cut[name](key) for key, name in zip(keys, given, strict=True)]
+    listed = keys + hashes + ["\0".join(lab) for lab in labels]
+    if options.plan.given:  # a manifest's split column can change while keys, bytes and labels do not
+        listed += [name or "" for name in given]
+    record.listing = json.dumps(listed)
     if odd:  # the scan refuses mixed sizes from the headers: this is for what they did not tell
         assert pixels is not None
         others = {key for group in odd.values() for key in group}
@@ -116,6 +133,7 @@ def decode_chunk(
         raise DataError(mixed_sizes_message(by_size, "after decoding"))
     if pixels is not None:
         kept = pixels[: len(record.keys)]
+        record.gray_in_color = count_gray_in_color(kept)
         # The train statistics are exact integer sums, so each chunk can count its own share here, in
         # parallel, rather than finalize reading every train pixel again.
         record.train_histogram = pixel_histogram(kept[[s == "train" for s in record.splits]])
@@ -125,3 +143,9 @@ def decode_chunk(
             write_atomic(path, lambda tmp: np.save(tmp, kept), make_parent=False)
         record.pixels = str(path)
     return record
+
+
+def _note_downscale(record: ChunkRecord, factor: float) -> None:
+    if factor >= DOWNSCALE_HINT:
+        record.downscaled += 1
+    record.largest_downscale = max(record.largest_downscale, factor)

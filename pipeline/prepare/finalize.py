@@ -14,7 +14,9 @@ import cv2
 import numpy as np
 
 from pipeline.errors import DataError
+from pipeline.prepare.dedupe import duplicate_groups, place_duplicates, spans_splits
 from pipeline.prepare.disk import naming_a_full_disk
+from pipeline.prepare.hints import hints
 from pipeline.prepare.publish import publish
 from pipeline.prepare.records import ChunkRecord, PrepareResult, Row, RunDirs, content_hash, gc_paused
 from pipeline.prepare.report import build_report
@@ -22,19 +24,24 @@ from pipeline.prepare.runs import discard_run, end_run
 from pipeline.prepare.shards import open_shard, write_shard
 from pipeline.prepare.sizes import mixed_sizes_message
 from pipeline.prepare.sources import resolve_kind
-from pipeline.prepare.splitting import check_splits
-from pipeline.prepare.stats import mean_std
+from pipeline.prepare.splitting import SplitPlan, check_splits, plan_splits
+from pipeline.prepare.stats import mean_std, pixel_histogram
 from pipeline.store import current_version, unfinished_dir
 
 if TYPE_CHECKING:
     from pipeline.config import PrepareConfig
 
 
-def finalize(cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord]) -> PrepareResult:
-    """Split, report, write shards and manifest into a new version, then switch CURRENT to it."""
+def finalize(
+    cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord], plan: SplitPlan | None = None
+) -> PrepareResult:
+    """Split, report, write shards and manifest into a new version, then switch CURRENT to it.
+
+    ``plan``: the splits the source gives and those cut (default: a source that gives none); with
+    ``cfg.dedupe_across_splits``, each group of identical images is moved into one split."""
     try:
         with gc_paused(), naming_a_full_disk(run.out):
-            return _finalize(cfg, run, records)
+            return _finalize(cfg, run, records, plan or plan_splits(cfg.source, cfg.splits, ()))
     except BaseException:
         discard_run(run)
         raise
@@ -42,15 +49,15 @@ def finalize(cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord]) -> Pr
         end_run(run)  # the staging files' mappings are released before they are deleted
 
 
-def _finalize(cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord]) -> PrepareResult:
+def _finalize(cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord], plan: SplitPlan) -> PrepareResult:
     records = sorted(records, key=lambda r: r.chunk_id)
     make = Row._make  # tuple.__new__: a row for each of a million images
     rows = [
-        make((key, digest, labels, rec.pixels, i, split))
+        make((key, digest, labels, rec.pixels, i, split, given))
         for rec in records
         if rec.pixels is not None
-        for i, (key, digest, labels, split) in enumerate(
-            zip(rec.keys, rec.hashes, rec.labels, rec.splits, strict=True)
+        for i, (key, digest, labels, split, given) in enumerate(
+            zip(rec.keys, rec.hashes, rec.labels, rec.splits, rec.given, strict=True)
         )
     ]
     quarantined = [q for rec in records for q in rec.quarantined]
@@ -68,12 +75,18 @@ def _finalize(cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord]) -> P
     distinct_labels = {labels for rec in records for labels in set(rec.labels)}  # a few, not one a row
     classes = sorted({lab for labels in distinct_labels for lab in labels})
     multi_label = any(len(labels) != 1 for labels in distinct_labels)
-    check_splits(cfg.source, cfg.splits, Counter(map(attrgetter("split"), rows)))
+    groups = duplicate_groups(rows)
+    across_before = sum(spans_splits(rows, group) for group in groups)
+    moved: list[tuple[Row, str]] = []
+    if cfg.dedupe_across_splits and groups:
+        rows, moved, across_before = place_duplicates(rows, groups, plan, cfg.split_salt)
+    check_splits(cfg.source, plan, cfg.splits, Counter(map(attrgetter("split"), rows)))
     # The same bytes as json.dumps of the list of the chunks' lists, from the parts that the chunks
     # dumped in parallel.
+    placing = (cfg.splits, cfg.split_salt, plan.cuts, cfg.dedupe_across_splits)
     fingerprint = content_hash(
         f"[{', '.join(rec.listing for rec in records)}]".encode()
-        + repr((cfg.splits, cfg.split_salt, cfg.shard_size, cfg.decode_fingerprint())).encode()
+        + repr((*placing, cfg.shard_size, cfg.decode_fingerprint())).encode()
     )
     previous = current_version(cfg.out)
     if previous is not None and (previous / "manifest.json").exists():
@@ -87,7 +100,7 @@ def _finalize(cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord]) -> P
             report["reused"] = sum(r.reused for r in records)
             return PrepareResult(previous, report, unchanged=True)
 
-    split_rows: dict[str, list[Row]] = {name: [] for name in cfg.splits}
+    split_rows: dict[str, list[Row]] = {name: [] for name in plan.splits}
     for r in rows:
         split_rows[r.split].append(r)
 
@@ -120,9 +133,21 @@ def _finalize(cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord]) -> P
         (r.train_histogram for r in records if r.train_histogram is not None),
         np.zeros((image_shape[-1], 256), np.int64),
     )
+    for row, split in moved:  # the chunks counted each row in the split it was cut to
+        if (row.split == "train") != (split == "train"):
+            counted_pixels = pixel_histogram(open_shard(row.chunk)[[row.chunk_row]])
+            histogram += counted_pixels if split == "train" else -counted_pixels
     mean, std = mean_std(histogram)
-    report = build_report(records, rows, split_rows, quarantined, classes)
+    report = build_report(records, rows, split_rows, quarantined, classes, groups)
     report["split_class_counts"] = {split: info["class_counts"] for split, info in split_info.items()}
+    report["split_plan"] = plan.describe()
+    report["duplicates_across_splits"] = {
+        "dedupe_across_splits": cfg.dedupe_across_splits,
+        "before": across_before,
+        "after": len(report["leakage"]),
+        "moved": len(moved),
+    }
+    report["hints"] = hints(cfg, records, len(rows))
     manifest = {
         "version": None,  # the number is taken when the version is moved in place (publish)
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -133,6 +158,7 @@ def _finalize(cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord]) -> P
         "classes": classes,
         "multi_label": multi_label,
         "splits": split_info,
+        "split_plan": plan.describe(),
         "stats": {"train_mean": mean.tolist(), "train_std": std.tolist(), "scale": "0-255"},
         "fingerprint": fingerprint,
         "decode_fingerprint": cfg.decode_fingerprint(),

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import TYPE_CHECKING, Protocol
 
 from pipeline.prepare.chunks import ChunkOptions
@@ -16,7 +17,8 @@ from pipeline.prepare.finalize import finalize
 from pipeline.prepare.records import ChunkRecord, Item, PrepareResult, RunDirs
 from pipeline.prepare.runs import discard_run, start_run
 from pipeline.prepare.scan import chunked, scan
-from pipeline.prepare.sources import FILE_KINDS
+from pipeline.prepare.sources import FILE_KINDS, with_absolute_paths
+from pipeline.prepare.splitting import SplitPlan, plan_splits
 
 if TYPE_CHECKING:  # not imported at run time: decoding workers then start without pydantic
     from pipeline.config import PrepareConfig
@@ -29,19 +31,27 @@ class PrepareSteps(Protocol):
 
     def start_run(self, cfg: PrepareConfig) -> RunDirs: ...
 
-    def decode(self, cfg: PrepareConfig, chunks: list[list[Item]], run: RunDirs) -> list[ChunkRecord]: ...
+    def decode(
+        self, cfg: PrepareConfig, chunks: list[list[Item]], run: RunDirs, plan: SplitPlan
+    ) -> list[ChunkRecord]: ...
 
-    def finalize(self, cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord]) -> PrepareResult: ...
+    def finalize(
+        self, cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord], plan: SplitPlan
+    ) -> PrepareResult: ...
 
 
 def run_preparation(cfg: PrepareConfig, steps: PrepareSteps) -> PrepareResult:
-    """Scan, start a run, decode the chunks, finalize a new version; on any error or signal, the run's
-    files are removed at once. A missing source, or images of mixed sizes, fail in the scan, before
-    anything is written."""
-    chunks = chunked(steps.scan(cfg), cfg.chunk_size)
+    """Scan, plan the splits, start a run, decode the chunks, finalize a new version; on any error or
+    signal, the run's files are removed at once. A missing source, images of mixed sizes, or splits
+    that cannot be planned fail before anything is written. Paths are made absolute first, so that
+    workers started in another folder (a Dask cluster's) find the same files."""
+    cfg = with_absolute_paths(cfg)
+    items = steps.scan(cfg)
+    plan = plan_splits(cfg.source, cfg.splits, set(map(attrgetter("split"), items)) - {None})
+    chunks = chunked(items, cfg.chunk_size)
     run = steps.start_run(cfg)
     try:
-        return steps.finalize(cfg, run, steps.decode(cfg, chunks, run))
+        return steps.finalize(cfg, run, steps.decode(cfg, chunks, run, plan), plan)
     except BaseException:  # a failed chunk, SIGTERM, Ctrl-C: a chunk still decoding elsewhere then
         # fails on its missing staging folder
         discard_run(run)
@@ -63,8 +73,10 @@ class InProcess:
     def start_run(self, cfg: PrepareConfig) -> RunDirs:
         return start_run(cfg)
 
-    def decode(self, cfg: PrepareConfig, chunks: list[list[Item]], run: RunDirs) -> list[ChunkRecord]:
-        options = ChunkOptions.of(cfg)
+    def decode(
+        self, cfg: PrepareConfig, chunks: list[list[Item]], run: RunDirs, plan: SplitPlan
+    ) -> list[ChunkRecord]:
+        options = ChunkOptions.of(cfg, plan)
         if self.dask_address:
             return decode_on_dask(options, chunks, run, self.dask_address, self.on_chunk)
         # Array sources (digits, IDX, npz, Keras) are copied and hashed, not decoded: worker processes,
@@ -73,8 +85,10 @@ class InProcess:
             return decode_on_processes(options, chunks, run, self.workers, self.on_chunk)
         return decode_here(options, chunks, run, self.on_chunk)
 
-    def finalize(self, cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord]) -> PrepareResult:
-        return finalize(cfg, run, records)
+    def finalize(
+        self, cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord], plan: SplitPlan
+    ) -> PrepareResult:
+        return finalize(cfg, run, records, plan)
 
 
 def prepare(

@@ -23,7 +23,8 @@ class LeftOut(NamedTuple):
 class Item(NamedTuple):
     """One sample to prepare: a file (``path``) or a row of an array source (``row``); with
     ``left_out``, one that the scan refused (a FIFO, a symlink not followed, an unreadable folder, a
-    manifest's conflicting labels), listed as quarantined without being read.
+    manifest's conflicting labels), listed as quarantined without being read. ``split``: the split
+    the source gives it (a split folder, a manifest's split column), None when it gives none.
 
     A named tuple rather than a dataclass: a source can list a million of them, and a tuple is made
     and pickled to a worker in half the time.
@@ -34,6 +35,7 @@ class Item(NamedTuple):
     path: str | None = None
     row: int | None = None
     left_out: LeftOut | None = None
+    split: str | None = None
 
 
 class Quarantined(NamedTuple):
@@ -53,6 +55,7 @@ class Row(NamedTuple):
     chunk: str  # the staging chunk .npy that holds its pixels
     chunk_row: int  # its row in that chunk
     split: str
+    given: str | None  # the split the source gives it, if any
 
 
 @dataclass(frozen=True)
@@ -75,10 +78,14 @@ class ChunkRecord:
     labels: list[tuple[str, ...]] = field(default_factory=list)
     quarantined: list[Quarantined] = field(default_factory=list)
     splits: list[str] = field(default_factory=list)
+    given: list[str | None] = field(default_factory=list)  # the split the source gives each key, if any
     decoded: int = 0
     reused: int = 0
     train_histogram: np.ndarray | None = None  # (channels, 256) pixel counts of the rows split to train
-    listing: str = "[]"  # keys, hashes and labels as JSON: this chunk's part of the run's fingerprint
+    listing: str = "[]"  # keys, hashes, labels, given splits as JSON: its part of the run's fingerprint
+    gray_in_color: int = 0  # kept images of 3 or 4 channels whose colours are equal (any alpha opaque)
+    downscaled: int = 0  # images decoded here that shrank hints.DOWNSCALE_HINT times or more
+    largest_downscale: float = 0.0  # the most any image decoded here shrank
 
 
 @dataclass

@@ -17,19 +17,16 @@ def build_report(
     split_rows: dict[str, list[Row]],
     quarantined: list[Quarantined],
     classes: list[str],
+    groups: list[list[int]],
 ) -> dict[str, Any]:
-    """report.json's counts, quarantined items, duplicates (same content hash) and leakage (duplicates
-    in several splits); finalize adds the counts per split and class."""
-    repeated = {digest for digest, n in Counter(map(attrgetter("digest"), rows)).items() if n > 1}
-    groups: dict[str, list[tuple[str, str]]] = {}  # content hash -> (key, split) of each copy
-    for r in rows:
-        if r.digest in repeated:
-            groups.setdefault(r.digest, []).append((r.key, r.split))
-    duplicates = [sorted(key for key, _ in group) for group in groups.values()]
+    """report.json's counts, quarantined items, duplicates (``groups``: the rows of each group of
+    identical images, dedupe.duplicate_groups) and leakage (duplicates in several splits); finalize
+    adds the counts per split and class, the split plan, the duplicates moved and the hints."""
+    duplicates = [sorted(rows[i].key for i in group) for group in groups]
     leakage = [
-        {"keys": keys, "splits": sorted({split for _, split in group})}
-        for keys, group in zip(duplicates, groups.values(), strict=True)
-        if len({split for _, split in group}) > 1
+        {"keys": keys, "splits": sorted({rows[i].split for i in group})}
+        for keys, group in zip(duplicates, groups, strict=True)
+        if len({rows[i].split for i in group}) > 1
     ]
     counted = Counter(itertools.chain.from_iterable(map(attrgetter("labels"), rows)))
     totals = {c: counted[c] for c in classes}
@@ -48,8 +45,39 @@ def build_report(
     }
 
 
+def split_lines(report: dict[str, Any]) -> list[str]:
+    """Where the splits came from, and where identical images went, in words (one line each)."""
+    plan = report.get("split_plan")  # reports written before splits could be given lack it
+    lines = []
+    if plan and plan["given"]:
+        carved = (
+            f"; {', '.join(plan['carved'])} cut from the given train split by a hash of each key"
+            if plan["carved"]
+            else "; none cut"
+        )
+        lines.append(f"splits given by the source: {', '.join(plan['given'])}{carved}")
+    elif plan:
+        lines.append(f"splits cut by a hash of each key: {', '.join(plan['carved'])}")
+    placed = report.get("duplicates_across_splits")
+    if report["duplicates"] and placed:
+        groups = len(report["duplicates"])
+        if placed["dedupe_across_splits"]:
+            lines.append(
+                f"{groups:,} {'group' if groups == 1 else 'groups'} of identical images, each kept in one "
+                f"split ({placed['before']:,} of them spanned splits, {placed['moved']:,} "
+                f"{'image' if placed['moved'] == 1 else 'images'} moved; the most held-out split wins)"
+            )
+        else:
+            lines.append(
+                f"{groups:,} {'group' if groups == 1 else 'groups'} of identical images, {placed['after']:,} "
+                "of them across splits (leakage: dedupe_across_splits is off)"
+            )
+    return lines
+
+
 def summary_markdown(result: PrepareResult) -> str:
-    """Counts per split and class, quarantined files and why, duplicates and leakage."""
+    """Counts per split and class, where the splits came from, quarantined files and why, duplicates
+    and leakage, and hints."""
     r = result.report
     lines = [
         f"# Prepared dataset {result.version_dir.name}" + (" (unchanged)" if result.unchanged else ""),
@@ -62,7 +90,10 @@ def summary_markdown(result: PrepareResult) -> str:
     else:
         lines += [f"{r['images']} images; {len(r['quarantined'])} quarantined; "
                   f"{r['decoded']} decoded, {r['reused']} reused from the previous version", ""]  # fmt: skip
-    lines += ["| split | images |", "|---|---:|"] + [f"| {s} | {n} |" for s, n in r["split_counts"].items()]
+    given = set((r.get("split_plan") or {}).get("given", []))
+    lines += ["| split | images | from |", "|---|---:|---|"] + [
+        f"| {s} | {n} | {'given' if s in given else 'cut'} |" for s, n in r["split_counts"].items()
+    ]
     lines += ["", "| class | images |", "|---|---:|"] + [
         f"| {c} | {n} |" for c, n in r["class_counts"].items()
     ]
@@ -71,12 +102,15 @@ def summary_markdown(result: PrepareResult) -> str:
     if r["quarantined"]:
         lines += ["", "| quarantined | reason |", "|---|---|"]
         lines += [f"| {q['key']} | {q['reason']}: {q['message']} |" for q in r["quarantined"]]
+    lines += [""] + [f"- {line}" for line in split_lines(r)]
     if r["duplicates"]:
         lines += [
             "",
             f"{len(r['duplicates'])} groups of identical images; {len(r['leakage'])} span splits (leakage)",
         ]
         lines += [f"- leakage: {', '.join(g['keys'])} in {', '.join(g['splits'])}" for g in r["leakage"]]
+    if r.get("hints"):
+        lines += ["", "Hints:"] + [f"- {hint}" for hint in r["hints"]]
     return "\n".join(lines) + "\n"
 
 

@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 
 
 def scan(cfg: PrepareConfig) -> list[Item]:
-    """List every sample of the source with its labels. Without target_size, image files whose headers
+    """List every sample of the source with its labels, and the split it gives it (split folders, a
+    manifest's split column). Without target_size, image files whose headers
     declare several sizes raise DataError here, before anything is written; nothing is decoded but
     a few of those files, to be sure that they would be kept."""
     with gc_paused():
@@ -29,17 +30,25 @@ def _scan(cfg: PrepareConfig) -> list[Item]:
         items: list[Item] = []
         make = Item._make  # tuple.__new__: a third faster than calling Item for each of a million files
         found = scan_folders(cfg.source, follow_links=cfg.follow_links)
+        split_of = found.split_of
         for name, paths in found.classes:
             labels = (name,)  # one tuple for the class: also pickled once per chunk, not once per item
-            items += [make((path[cut:], labels, path, None, None)) for path in paths]
+            if found.split_folders:
+                items += [make((key, labels, path, None, None, split_of(key))) for path in paths
+                          for key in (path[cut:],)]  # fmt: skip
+            else:
+                items += [make((path[cut:], labels, path, None, None, None)) for path in paths]
         # Every file, folder and symlink left out is listed in the report with its reason.
         items += [Item(s.path, (), left_out=LeftOut(s.reason, s.message)) for s in found.skipped]
         refuse_mixed_sizes(cfg, items, checked=True)
         return items
     if kind == "manifest":
         manifest = read_manifest(cfg.source, allow_outside_root=cfg.allow_outside_root)
-        key, make = manifest.key, Item._make
-        items = [make((key(path), labels, path, None, None)) for path, labels in manifest.labels.items()]
+        key, make, given = manifest.key, Item._make, manifest.splits
+        items = [
+            make((key(path), labels, path, None, None, given.get(path)))
+            for path, labels in manifest.labels.items()
+        ]
         items += [
             Item(key(rows.path), (), rows.path, left_out=LeftOut(rows.reason, rows.message))
             for rows in manifest.left_out

@@ -4,6 +4,7 @@ IDX), which are copied rather than decoded."""
 from __future__ import annotations
 
 import functools
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,6 +45,15 @@ def resolve_kind(cfg: PrepareConfig) -> str:
         f"cannot tell what kind of source {cfg.source} is: expected a folder, a .csv manifest, an .npz "
         "file, an IDX images file, 'digits' or 'keras:<name>' (or set kind)"
     )
+
+
+def with_absolute_paths(cfg: PrepareConfig) -> PrepareConfig:
+    """``cfg`` with ``out`` and a path source made absolute, so that workers started in another
+    folder (a Dask cluster's) find the same files; a missing source raises here."""
+    update = {"out": os.path.abspath(cfg.out)}
+    if resolve_kind(cfg) not in ("digits", "keras"):
+        update["source"] = os.path.abspath(cfg.source)
+    return cfg.model_copy(update=update)
 
 
 def load_arrays(kind: str, source: str, download: bool = False) -> tuple[np.ndarray, list[str], list[str]]:

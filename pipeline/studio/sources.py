@@ -23,7 +23,7 @@ from pipeline.ingest import (
     load_npz,
     scan_class_folders,
 )
-from pipeline.ingest.formats import IMAGE_EXTENSIONS
+from pipeline.ingest.formats import GIVEN_SPLIT_NAMES, IMAGE_EXTENSIONS
 from pipeline.preview import spread_over_classes
 from pipeline.store import current_version
 from pipeline.studio.paths import inside
@@ -76,23 +76,29 @@ def source_kind(path: Path) -> str | None:
 
 
 def _holds_class_folders(path: Path) -> bool:
-    """Whether some first-level folder of ``path`` holds an image file directly (a quick look, not a scan)."""
+    """Whether some first-level folder of ``path`` holds an image file directly, or, for a split
+    folder (train/, val/, test/), some folder in it does (a quick look, not a scan)."""
     seen = 0
-    try:
-        with os.scandir(path) as entries:
+
+    def images_in(folder: str, depth: int) -> bool:
+        nonlocal seen
+        with os.scandir(folder) as entries:
             for entry in entries:
-                if not entry.is_dir(follow_symlinks=False) or entry.name.startswith("."):
-                    continue
-                with os.scandir(entry.path) as files:
-                    for f in files:
-                        seen += 1
-                        if seen > MAX_ENTRIES_SCANNED:
-                            return False
-                        if Path(f.name).suffix.lower() in IMAGE_EXTENSIONS:
-                            return True
+                seen += 1
+                if seen > MAX_ENTRIES_SCANNED:
+                    return False
+                if depth == 0 and Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS:
+                    return True
+                if depth > 0 and entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
+                    split = depth == 2 and entry.name.lower() in GIVEN_SPLIT_NAMES
+                    if images_in(entry.path, 1 if split else 0):
+                        return True
+        return False
+
+    try:
+        return images_in(os.fspath(path), 2)
     except OSError:
         return False
-    return False
 
 
 def discover(root: Path | None) -> list[str]:

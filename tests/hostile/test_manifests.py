@@ -165,7 +165,7 @@ CASES: dict[str, Case] = {
     "blank_lines_only": Case("path,label\n\n\n", Refused(("has no rows under its header",))),
     "missing_column": Case("path\nimg/a.png\n", Refused(("lacks columns ['label']",))),
     "bom_and_missing_column": Case("\ufefffile,label\nimg/a.png,cat\n", Refused(("lacks columns ['path']",))),
-    "unknown_column": Case("path,label,split\nimg/a.png,cat,test\n", Refused(("unknown columns ['split']",))),
+    "unknown_column": Case("path,label,weight\nimg/a.png,cat,2\n", Refused(("unknown columns ['weight']",))),
     "column_twice": Case("path,label,label\nimg/a.png,cat,dog\n", Refused(("names ['label'] twice",))),
     "unquoted_comma": Case(
         "path,label\nimg/a.png,cat\nimg/a,b.png,cat\n",
@@ -188,6 +188,29 @@ CASES: dict[str, Case] = {
     ),
     "nul": Case(b"path,label\nimg/a.png,c\x00at\n", Refused(("row 2 holds a NUL character",))),
     "empty_path": Case("path,label\nimg/a.png,cat\n ,dog\n", Refused(("row 3 has an empty 'path'",))),
+    # a split column gives each file's split (any case; val is validation); the config cuts nothing more
+    "split_column": Case(
+        "split,path,label\ntrain,img/a.png,cat\nTEST,img/b.png,dog\nVal,img/c.png,cat\n", Prepared(3, {}), []
+    ),
+    "split_unknown": Case(
+        "path,label,split\nimg/a.png,cat,train\nimg/b.png,dog,holdout\n",
+        Refused(("row 3 has the 'split' 'holdout'; accepted: train, val, valid, validation, test",)),
+    ),
+    "split_empty": Case(
+        "path,label,split\nimg/a.png,cat,train\nimg/b.png,dog, \n", Refused(("row 3 has an empty 'split'",))
+    ),
+    "conflicting_splits": Case(
+        "path,label,split\nimg/a.png,cat,train\nimg/b.png,dog,train\nimg/a.png,cat,test\n",
+        Prepared(
+            1,
+            {"img/a.png": "conflicting_splits"},
+            details={"img/a.png": "rows 2, 4 put it in different splits: train, test"},
+        ),
+    ),
+    "split_without_train": Case(
+        "path,label,split\nimg/a.png,cat,test\nimg/b.png,dog,val\n",
+        Refused(("gives the splits validation, test but no train split",)),
+    ),
     # paths that leave the manifest's folder
     "escaping": Case(
         "path,label\nimg/a.png,cat\n../outside.png,dog\n",

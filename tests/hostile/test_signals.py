@@ -127,7 +127,10 @@ def test_a_signal_mid_preparation_in_process_cleans_up_and_ends_the_command(
     _stop_and_check(process, children, out, signum, whole_group)
 
 
-def test_ctrl_c_mid_preparation_as_flows_cleans_up_and_ends_the_command(many_pngs, tmp_path):
+@pytest.mark.parametrize(("signum", "whole_group"), [(signal.SIGTERM, False), (signal.SIGINT, True)])
+def test_a_signal_mid_preparation_as_flows_cleans_up_and_ends_the_command(
+    many_pngs, tmp_path, signum, whole_group
+):
     out = tmp_path / "out"
     command = [AUGPIPE, "prepare", str(many_pngs), "--out", str(out), "--chunk-size", "4", "--prefect",
                "--verbose"]  # fmt: skip
@@ -148,7 +151,7 @@ def test_ctrl_c_mid_preparation_as_flows_cleans_up_and_ends_the_command(many_png
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         raise
-    _stop_and_check(process, children, out, signal.SIGINT, whole_group=True)
+    _stop_and_check(process, children, out, signum, whole_group)
 
 
 def test_file_and_class_names_print_as_text_not_markup(tmp_path):
