@@ -107,7 +107,7 @@ def comparison(name: str, train: dict, runs_dir: str, data: Any = None) -> dict:
             **{k: v for k, v in row.__dict__.items() if k != "run_dir"},
             "augment": summary["config"]["augment"],
             "mean_input_wait_fraction": summary["mean_input_wait_fraction"],
-            "test_accuracy_weights": summary.get("test_weights", "last epoch"),
+            "weights": summary.get("weights"),
         })  # fmt: skip
     return {"train": {k: v for k, v in train.items() if k != "dataset"}, "seconds": seconds, "rows": rows}
 

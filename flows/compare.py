@@ -91,9 +91,10 @@ def compare_augmentations(config: CompareConfig, on_pool: bool | None = None) ->
     decides so, True requires it, False trains here)."""
     config = resolve_config(CompareConfig, config)
     logger = get_run_logger()
+    preparation = training.dataset_preparation(config.train)
+    if preparation is not None:  # a source: prepared once for every variant
+        prepare_dataset(preparation)
     dataset = training.dataset_folder(config.train)
-    if dataset != Path(config.train.dataset):  # a source: prepared once for every variant
-        prepare_dataset(training.dataset_preparation(config.train))
     runs = config.variants(dataset=str(dataset))
     todo = {name: run for name, run in runs.items() if not comparing.is_finished(run)}
     for name in runs.keys() - todo.keys():

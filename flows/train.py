@@ -21,9 +21,10 @@ from prefect.cache_policies import NO_CACHE
 from flows.parameters import resolve_config
 from flows.prepare import prepare_dataset
 from pipeline import training
-from pipeline.config import PrepareConfig, TrainConfig
+from pipeline.config import TrainConfig
 from pipeline.tracking import epoch_line
 from pipeline.training import TrainResult
+from pipeline.training.describe import summary_lines
 
 # Progress callbacks for the CLI (callbacks cannot be JSON flow parameters).
 _on_epoch: ContextVar[Callable[[dict[str, Any]], None] | None] = ContextVar("augpipe_on_epoch", default=None)
@@ -68,10 +69,12 @@ def train_model(config: TrainConfig) -> dict[str, Any]:
         config.total_epochs,
         Path(config.runs_dir).resolve(),
     )
-    dataset = training.dataset_folder(config)
-    if dataset != Path(config.dataset):  # a source: prepared first by the prepare-dataset flow
-        prepare_dataset(PrepareConfig(source=config.dataset, out=str(dataset), **config.prepare_options))
-    result = train_task(config.model_copy(update={"dataset": str(dataset)}))
+    preparation = training.dataset_preparation(config)
+    if preparation is not None:  # a source: prepared first by the prepare-dataset flow
+        prepare_dataset(preparation)
+    # Trained on the prepared folder: the run's fingerprint (state.digest) names that folder for a
+    # source too, so a run started here or by `train(config)` resumes from either.
+    result = train_task(config.model_copy(update={"dataset": str(training.dataset_folder(config))}))
     publish_task(result)
     return training.result_dict(result)
 
@@ -125,6 +128,7 @@ def summary_markdown(result: TrainResult) -> str:
     ]  # fmt: skip
     if s["test_accuracy"] is not None:
         lines.append(f"- **test accuracy: {s['test_accuracy']:.2%}** (loss {s['test_loss']:.4f})")
+    lines += [f"- {line}" for line in summary_lines(s)]  # inputs, sample, weights: what the figures are
     if s["mlflow_run_id"]:
         lines.append(f"- MLflow run `{s['mlflow_run_id']}` at `{s['mlflow_tracking_uri']}`")
     lines += ["", "| file | path |", "|---|---|"]

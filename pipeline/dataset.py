@@ -16,6 +16,7 @@ import numpy as np
 
 from pipeline.augment import Augmenter
 from pipeline.config import AugmentConfig
+from pipeline.processes import worker_context
 from pipeline.store import CURRENT, current_version, version_dir
 from pipeline.workers import BatchFeeder
 
@@ -134,6 +135,10 @@ class PreparedDataset:
 
         augmenter = _augmenter(augment)
         labels = self.labels(split)
+        if workers:
+            # Here, not first in the generator: TensorFlow runs that in a thread of its own and wraps
+            # what it raises in an UnknownError of its traceback text.
+            worker_context()
 
         def generate() -> Iterator[tuple[np.ndarray, np.ndarray]]:
             yield from self._feed(split, batch_size, augmenter, seed, shuffle, workers, first_epoch, epochs)

@@ -14,7 +14,7 @@ across processes cannot change the result. Images and results travel through mem
 from __future__ import annotations
 
 import math
-import multiprocessing as mp
+import multiprocessing.context
 import multiprocessing.pool
 import os
 import tempfile
@@ -28,6 +28,7 @@ import numpy as np
 
 from pipeline.augment import Augmenter
 from pipeline.params import epoch_order
+from pipeline.processes import worker_context
 
 
 class SharedArray(NamedTuple):
@@ -246,14 +247,7 @@ class AugmentPool:
 
 
 def _start_pool(augmenter: Augmenter, workers: int, start_method: str | None) -> multiprocessing.pool.Pool:
-    # Forking a process whose libraries already run threads (TensorFlow, OpenCV's pool, BLAS) can
-    # deadlock the child; a fork server forks from a clean, single-threaded process that has
-    # imported only the engine.
-    method = start_method or ("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
-    ctx = mp.get_context(method)
-    if method == "forkserver":
-        ctx.set_forkserver_preload(["pipeline.workers"])
-    return ctx.Pool(workers, initializer=_init_worker, initargs=(augmenter,))
+    return worker_context(start_method).Pool(workers, initializer=_init_worker, initargs=(augmenter,))
 
 
 class BatchFeeder:

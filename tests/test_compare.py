@@ -85,7 +85,7 @@ def test_compare_trains_each_variant_once_and_draws_their_curves(digits_dataset,
         summary = json.loads((folder / row.variant / "summary.json").read_text())
         assert row.test_accuracy == summary["test_accuracy"] and row.epochs == 2
         history = {r["epoch"]: r for r in summary["epochs"]}
-        assert row.val_accuracy == history[row.best_epoch]["val_accuracy"]
+        assert row.val_accuracy == history[row.weights_epoch]["val_accuracy"]
         assert row.train_accuracy == history[2]["accuracy"]
     # The same seed and data: the runs differ by their augmentation, so their training differs.
     assert result.rows[0].train_accuracy != result.rows[1].train_accuracy

@@ -1,5 +1,11 @@
 """pipeline.dataset: a prepared version read back: sharded images, labels, versions, batches, tf.data."""
 
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -7,6 +13,8 @@ from pipeline import AugmentConfig
 from pipeline.config import PrepareConfig
 from pipeline.dataset import PreparedDataset, ShardedImages
 from pipeline.prepare import prepare
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +88,31 @@ def test_tf_dataset_yields_the_reproducible_augmented_batches(tmp_path):
     assert not np.array_equal(tf_batches[0][0], expected[len(expected) // 2][0])  # epochs differ
 
 
+@pytest.mark.slow
+def test_tf_dataset_with_workers_in_a_script_without_a_main_guard_fails_once_saying_how_to_fix_it(
+    digits, tmp_path
+):
+    """The issue's script: every worker used to run it again and start workers of its own, forever."""
+    script = tmp_path / "fit.py"
+    script.write_text(
+        "from pipeline import AugmentConfig\n"
+        "from pipeline.dataset import PreparedDataset\n"
+        "print('script ran', flush=True)\n"
+        f"train = PreparedDataset({str(digits)!r}).tf_dataset(\n"
+        "    'train', batch_size=32, augment=AugmentConfig(rotation_range=10), workers=2)\n"
+        "for x, y in train.take(2):\n"
+        "    print('batch', x.shape, flush=True)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=env, cwd=tmp_path, start_new_session=True)  # fmt: skip
+    try:
+        out, err = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:  # still starting workers: stop it and whatever it started
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 1, err[-3000:]
+    assert err.count("pipeline.errors.ConfigError: ") == 1
+    assert err.count('under `if __name__ == "__main__":`') == 1 and str(script) in err
+    assert out.count("script ran") == 2 and "batch" not in out  # this process and one check, no more

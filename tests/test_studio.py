@@ -97,7 +97,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     _fake_run(runs / "cmp" / "rotation", 2, finished=True)
     # What `augpipe compare` writes beside its runs: the table and the curves.
     table = {"name": "cmp", "model": "shapes_net", "dataset": "digits", "epochs": 2, "rows": [
-        {"variant": v, "run_dir": str(runs / "cmp" / v), "epochs": 2, "best_epoch": 2, "val_accuracy": acc,
+        {"variant": v, "run_dir": str(runs / "cmp" / v), "epochs": 2, "weights_epoch": 2, "val_accuracy": acc,
          "test_accuracy": acc, "train_accuracy": acc, "images_per_second": 1000.0}
         for v, acc in (("none", 0.9), ("rotation", 0.92))]}  # fmt: skip
     (runs / "cmp" / "compare.json").write_text(json.dumps(table))

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
 import numpy as np
 import pytest
 
@@ -115,3 +122,125 @@ def test_pool_results_stay_valid_while_held_and_buffers_are_recycled(photos, aug
         third = pool.map(photos, epoch=2, seed=1)  # may reuse the dropped buffer
         expected = [augmenter.augment_batch(photos, epoch=e, seed=1)[0] for e in (1, 2)]
         assert np.array_equal(second, expected[0]) and np.array_equal(third, expected[1])
+
+
+# ---- scripts that start workers, with and without a main guard ------------------------------------
+REPO = Path(__file__).resolve().parents[1]
+_SCRIPT = """\
+import sys
+import cv2
+import numpy as np
+from pipeline import AugmentConfig, Augmenter
+from pipeline.workers import AugmentPool, BatchFeeder
+
+def work():
+    images = np.random.default_rng(0).integers(0, 256, (16, 12, 12, 1), dtype=np.uint8)
+    augmenter = Augmenter(AugmentConfig(rotation_range=20, horizontal_flip=True))
+    if {feeder!r}:
+        with BatchFeeder(augmenter, images, np.arange(16), batch_size=4, workers=2, shuffle=False,
+                         start_method={method!r}) as feeder:
+            out = np.concatenate([x for x, _, _ in feeder.epoch(1, seed=3)])
+    else:
+        with AugmentPool(augmenter, workers=2, start_method={method!r}) as pool:
+            out = pool.map(images, epoch=1, seed=3)
+    np.save(sys.argv[1], out)
+
+print("script ran", flush=True)
+"""
+_GUARDED = 'if __name__ == "__main__":\n    work()\n'
+_UNGUARDED = "work()\n"
+
+
+def _run_script(path: Path, *args: str) -> tuple[int, str, str]:
+    """Run ``path`` as a user would, stopping it and its children (one session) if it hangs."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen([sys.executable, str(path), *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env, cwd=path.parent,
+                               start_new_session=True)  # fmt: skip
+    try:
+        out, err = process.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        out, err = process.communicate()
+        pytest.fail(f"{path.name} was still running after 300 s: {err[-3000:]}")
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    return process.returncode, out, err
+
+
+def _expected() -> np.ndarray:
+    images = np.random.default_rng(0).integers(0, 256, (16, 12, 12, 1), dtype=np.uint8)
+    augmenter = Augmenter(AugmentConfig(rotation_range=20, horizontal_flip=True))
+    return augmenter.augment_batch(images, np.arange(16), epoch=1, seed=3)[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("feeder", "method"), [(False, "forkserver"), (True, "spawn")])
+def test_a_script_that_starts_workers_without_a_main_guard_fails_at_once_saying_how_to_fix_it(
+    tmp_path, feeder, method
+):
+    """Each worker process runs the main script again first; one that starts workers as it runs used
+    to have every worker start more, replaced forever by the pool (issue 15)."""
+    script = tmp_path / "train.py"
+    script.write_text(_SCRIPT.format(feeder=feeder, method=method) + _UNGUARDED)
+    code, out, err = _run_script(script, str(tmp_path / "out.npy"))
+    assert code == 1, err[-3000:]
+    assert err.count("pipeline.errors.ConfigError: ") == 1
+    assert err.count('under `if __name__ == "__main__":`') == 1
+    assert str(script) in err and "workers=0" in err
+    assert out.count("script ran") == 2  # this process, and the one that checked that workers start
+    assert not (tmp_path / "out.npy").exists()
+
+
+@pytest.mark.slow
+def test_a_guarded_script_gets_the_same_bytes_from_two_workers(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(_SCRIPT.format(feeder=True, method=None) + _GUARDED)
+    code, out, err = _run_script(script, str(tmp_path / "out.npy"))
+    assert code == 0, err[-3000:]
+    assert out.count("script ran") == 4  # this process, the check, and each of the two workers
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), _expected())
+
+
+@pytest.mark.slow
+def test_a_script_that_fails_when_run_again_is_named_with_the_exit_status(tmp_path):
+    """A script holding a lock fails in a worker that runs it again: the pool would start one after
+    another forever; the parent names the script and the status instead."""
+    script = tmp_path / "locked.py"
+    lock = (
+        "import fcntl\n"
+        "lock = open(__file__ + '.lock', 'w')\n"
+        "fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a second holder fails\n"
+    )
+    script.write_text(lock + _SCRIPT.format(feeder=False, method=None) + _GUARDED)
+    code, out, err = _run_script(script, str(tmp_path / "out.npy"))
+    assert code == 1, err[-3000:]
+    assert err.count("BlockingIOError: ") == 1  # the worker's own error, once
+    assert "ended with exit status 1" in err and str(script) in err
+    assert out.count("script ran") == 1
+
+
+@pytest.mark.slow
+def test_preparing_with_workers_in_a_script_without_a_main_guard_fails_once_saying_how_to_fix_it(tmp_path):
+    """Preparation's decoders start as the engine's workers do (pipeline.processes)."""
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        (tmp_path / "images" / name).mkdir(parents=True)
+        for i in range(300):  # more than one chunk: one chunk is decoded in this process
+            cv2.imwrite(str(tmp_path / "images" / name / f"{i}.png"), rng.integers(0, 256, (8, 8), np.uint8))
+    script = tmp_path / "prep.py"
+    script.write_text(
+        "from pipeline.config import PrepareConfig\n"
+        "from pipeline.prepare import prepare\n"
+        "print('script ran', flush=True)\n"
+        f"config = PrepareConfig(source={str(tmp_path / 'images')!r}, out={str(tmp_path / 'out')!r})\n"
+        "prepare(config, workers=2)\n"
+    )
+    code, out, err = _run_script(script)
+    assert code == 1, err[-3000:]
+    assert err.count("pipeline.errors.ConfigError: ") == 1
+    assert err.count('under `if __name__ == "__main__":`') == 1 and str(script) in err
+    assert out.count("script ran") == 2  # the script, and the one check of a worker's start
+    assert not (tmp_path / "out" / "CURRENT").exists()

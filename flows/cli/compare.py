@@ -150,8 +150,8 @@ def print_table(result: CompareResult) -> None:
     console.print(Text(result.table()), soft_wrap=True)
     console.print(
         Text(
-            "val acc: the best validation epoch's; test acc: as each run reports it (its summary.json says "
-            "which weights); train acc: the last epoch's, on augmented batches."
+            "val acc and test acc: with the weights each run reports (by default the epoch of lowest "
+            "validation loss, shown as epoch/epochs); train acc: the last epoch's, on augmented batches."
         ),
         soft_wrap=True,
     )

@@ -81,7 +81,8 @@ def prepare_command(
         str | None,
         typer.Option(
             help="Split fractions, e.g. train=0.8,validation=0.1,test=0.1. Splits the source gives "
-            "(train/, val/, test/ folders; a manifest's split column) are kept; only the others are cut."
+            "(train/, val/, test/ folders; a manifest's split column; IDX train-/t10k- files; keras: "
+            "train and test; an .npz's x_train/x_test) are kept; only the others are cut."
         ),
     ] = None,
     dedupe_across_splits: Annotated[

@@ -57,7 +57,31 @@ def train_command(
         int | None, typer.Option(min=1, help="Stop after this many epochs without improvement.")
     ] = None,
     max_train_samples: Annotated[
-        int | None, typer.Option(min=1, help="Train on the first N training images only.")
+        int | None,
+        typer.Option(
+            min=1, help="Train on N training images: a class-proportional sample, drawn with --seed."
+        ),
+    ] = None,
+    class_weight: Annotated[
+        str | None,
+        typer.Option(help="Loss weights: 'balanced', or by class name or index, e.g. 0=1.0,1=2.5."),
+    ] = None,
+    label_smoothing: Annotated[
+        float | None, typer.Option(help="Label smoothing of the loss, in [0, 1) (default 0).")
+    ] = None,
+    no_restore_best_weights: Annotated[
+        bool,
+        typer.Option(
+            "--no-restore-best-weights",
+            help="Test and save the last epoch's weights, not the best validation epoch's.",
+        ),
+    ] = False,
+    distribute: Annotated[
+        str | None, typer.Option(help="auto (all local GPUs when there are several), none or mirrored.")
+    ] = None,
+    gpus: Annotated[
+        str | None,
+        typer.Option(help="GPU indices to use, e.g. 0,1 (sets CUDA_VISIBLE_DEVICES); none: the CPU only."),
     ] = None,
     mixed_precision: Annotated[
         bool, typer.Option("--mixed-precision", help="float16 compute (for GPUs with tensor cores).")
@@ -83,6 +107,8 @@ def train_command(
         "workers": workers,
         "run_name": run_name, "runs_dir": None if runs_dir is None else str(runs_dir),
         "early_stopping_patience": early_stopping, "max_train_samples": max_train_samples,
+        "class_weight": class_weight, "label_smoothing": label_smoothing, "distribute": distribute,
+        "gpus": gpus, "restore_best_weights": False if no_restore_best_weights else None,
         "mixed_precision": mixed_precision or None, "augment_on_device": augment_on_device or None,
         "mlflow_tracking_uri": mlflow_uri, "mlflow": False if no_mlflow else None,
     }  # fmt: skip
@@ -109,12 +135,17 @@ def train_command(
 
 
 def print_summary(result: TrainResult) -> None:
-    """The run's epochs and test accuracy, then where each of its files is."""
+    """The run's epochs and test accuracy, what they were measured on, then where each file is."""
+    from pipeline.training.describe import summary_lines
+
     summary = result.summary()
     title = f"run {summary['run']}: {plural(summary['epochs_run'], 'epoch')}"
     if summary["test_accuracy"] is not None:
         title += f", test accuracy {summary['test_accuracy']:.2%}"
-    console.print(Text(f"{title}; results:"), soft_wrap=True)
+    console.print(Text(title), soft_wrap=True)
+    for line in summary_lines(summary):
+        console.print(Text(f"  {line}"), soft_wrap=True)
+    console.print(Text("results:"), soft_wrap=True)
     files: dict[str, object] = {name.replace("_", " "): path for name, path in result.files.items()}
     if summary["mlflow_run_id"]:
         files["mlflow run"] = f"{summary['mlflow_run_id']} ({summary['mlflow_tracking_uri']})"

@@ -69,6 +69,15 @@ GEOMETRY_OPTIONS = (
     "vertical_flip",
 )
 PIXEL_OPTIONS = ("channel_shift_range", "brightness_range")
+# Keras's standardisation options: each rescales inputs by statistics, so one that is on states the
+# scale the model sees, as ``rescale`` does.
+STANDARDISATION_OPTIONS = (
+    "featurewise_center",
+    "featurewise_std_normalization",
+    "samplewise_center",
+    "samplewise_std_normalization",
+    "zca_whitening",
+)
 
 
 class AugmentConfig(Validated):
@@ -255,6 +264,12 @@ class AugmentConfig(Validated):
         if self.interpolation_order > 1:
             names.append(f"interpolation_order={self.interpolation_order} (device path supports 0 and 1)")
         return names
+
+    @property
+    def states_normalisation(self) -> bool:
+        """Whether this config says how inputs are scaled: ``rescale`` given (``None`` included), or a
+        standardisation option on. One that does not takes its user's default (training: 1/255)."""
+        return "rescale" in self.model_fields_set or any(getattr(self, o) for o in STANDARDISATION_OPTIONS)
 
     @property
     def needs_fit(self) -> bool:

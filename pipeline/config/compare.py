@@ -7,21 +7,13 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from pipeline.config.augment import AugmentConfig
+from pipeline.config.augment import STANDARDISATION_OPTIONS, AugmentConfig
 from pipeline.config.base import Validated
 from pipeline.config.train import TrainConfig
 
 NO_AUGMENTATION = "none"  # the variant every comparison needs: normalisation only
 # What a comparison may not vary between its runs: they share everything but the augmentation.
-NORMALISATION_OPTIONS = (
-    "rescale",
-    "featurewise_center",
-    "featurewise_std_normalization",
-    "samplewise_center",
-    "samplewise_std_normalization",
-    "zca_whitening",
-    "zca_epsilon",
-)
+NORMALISATION_OPTIONS = ("rescale", *STANDARDISATION_OPTIONS, "zca_epsilon")
 
 
 class CompareConfig(Validated):
@@ -83,7 +75,7 @@ class CompareConfig(Validated):
         }
 
     def _normalised(self, augment: AugmentConfig) -> AugmentConfig:
-        if set(NORMALISATION_OPTIONS) & augment.model_fields_set:
+        if augment.states_normalisation:
             return augment
         given = augment.model_dump(mode="python", exclude_unset=True)
         base = self.train.augment

@@ -17,11 +17,15 @@ class PrepareConfig(Validated):
 
     ``source`` is ``digits`` (scikit-learn's bundled digits), ``keras:<name>`` (mnist, fashion_mnist,
     cifar10, cifar100, from the Keras cache) or a path: a class-folder tree, a ``.csv`` manifest, an
-    ``.npz`` file, or an IDX images file (its labels file beside it).
+    ``.npz`` file, or IDX files (a folder of them, or an images file with its labels file beside it).
+    A name wins over a path of that name (``./digits`` is the folder; the summary says when a path
+    was passed over).
     ``download``: fetch a ``keras:<name>`` dataset that Keras's cache lacks (``--download``).
     ``splits``: the fractions the splits are cut at. A source that gives its own splits (split
-    folders ``train/``, ``val/``, ``test/``; a manifest's ``split`` column) keeps them, and only the
-    splits it lacks are cut, from its train split; train is then the only split it must give.
+    folders ``train/``, ``val/``, ``test/``; a manifest's ``split`` column; an IDX folder's ``train-``
+    and ``t10k-`` or ``test-`` files; a Keras dataset's train and test; an ``.npz``'s ``x_train``,
+    ``y_train``, ``x_test``, ``y_test``) keeps them, and only the splits it lacks are cut, from its
+    train split; train is then the only split it must give.
     ``dedupe_across_splits``: identical images (same bytes) all go to one split, so that no test or
     validation image is also a training image (``--no-dedupe-across-splits`` turns it off).
     """

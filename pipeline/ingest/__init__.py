@@ -8,13 +8,13 @@ from importlib import import_module
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pipeline.ingest.arrays import load_npz
     from pipeline.ingest.bundled import load_bundled_digits, load_bundled_photos
     from pipeline.ingest.decode import DecodeOptions, ImageProblem, check_and_decode, decode_image
     from pipeline.ingest.idx import load_idx_dataset, read_idx
     from pipeline.ingest.sources import (
         Sample,
         load_keras_dataset,
-        load_npz,
         read_manifest,
         scan_class_folders,
     )
@@ -29,7 +29,7 @@ _WHERE = {
     "load_bundled_photos": "pipeline.ingest.bundled",
     "load_idx_dataset": "pipeline.ingest.idx",
     "load_keras_dataset": "pipeline.ingest.sources",
-    "load_npz": "pipeline.ingest.sources",
+    "load_npz": "pipeline.ingest.arrays",
     "read_idx": "pipeline.ingest.idx",
     "read_manifest": "pipeline.ingest.sources",
     "scan_class_folders": "pipeline.ingest.sources",

@@ -1,4 +1,5 @@
-"""Where images come from: class folders, CSV manifests, npz archives and the Keras dataset cache."""
+"""Where images come from: class folders, CSV manifests and the Keras dataset cache (array sources as
+parts with their splits: :mod:`pipeline.ingest.arrays`)."""
 
 from __future__ import annotations
 
@@ -77,9 +78,6 @@ KERAS_FILES: dict[str, tuple[KerasFile, ...]] = {
 # A folder (URL) holding the files of KERAS_FILES under the names their origins end with, for machines
 # that cannot reach Keras's servers; the hashes Keras pins are checked all the same.
 KERAS_DATASETS_URL_ENV = "AUGPIPE_KERAS_DATASETS_URL"
-
-_X_KEYS = ("x", "images", "x_train", "X", "data")
-_Y_KEYS = ("y", "labels", "y_train", "Y", "targets")
 
 
 @dataclass(frozen=True)
@@ -676,51 +674,6 @@ def _undecodable(name: str) -> str:
 
 def _shorten(text: str, limit: int = 120) -> str:
     return text if len(text) <= limit else f"{text[: limit - 20]}... ({len(text):,} characters)"
-
-
-def _pick_key(
-    keys: list[str], explicit: str | None, candidates: tuple[str, ...], what: str, path: str
-) -> str:
-    if explicit is not None:
-        if explicit not in keys:
-            raise KeyError(f"npz {path!r} has no {what} key {explicit!r}; keys present: {keys}")
-        return explicit
-    for key in candidates:
-        if key in keys:
-            return key
-    raise KeyError(f"npz {path!r} has none of the {what} keys {list(candidates)}; keys present: {keys}")
-
-
-def load_npz(
-    path: str | os.PathLike[str], x_key: str | None = None, y_key: str | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, H, W, C) and labels from an .npz archive.
-
-    Without explicit keys, images are looked up as x, images, x_train, X, data and labels as y, labels,
-    y_train, Y, targets. Grayscale (N, H, W) images get a channel axis; uint8 and float images keep
-    their dtype, other integer images become uint8 when they fit in 0-255.
-    """
-    name = os.fspath(path)
-    with np.load(path, allow_pickle=False) as archive:
-        keys = list(archive.files)
-        images = archive[_pick_key(keys, x_key, _X_KEYS, "image", name)]
-        labels = archive[_pick_key(keys, y_key, _Y_KEYS, "label", name)]
-    if images.ndim == 3:
-        images = images[..., None]
-    if images.ndim != 4:
-        raise DataError(f"npz {name!r} images must be (N, H, W) or (N, H, W, C); got shape {images.shape}")
-    if np.issubdtype(images.dtype, np.integer) and images.dtype != np.uint8:
-        if images.size and (images.min() < 0 or images.max() > 255):
-            raise DataError(
-                f"npz {name!r} images are {images.dtype} with range [{images.min()}, {images.max()}]; "
-                "expected uint8 values 0-255 or floats"
-            )
-        images = images.astype(np.uint8)
-    elif not (images.dtype == np.uint8 or np.issubdtype(images.dtype, np.floating)):
-        raise DataError(f"npz {name!r} images have dtype {images.dtype}; expected uint8 or float")
-    if len(images) != len(labels):
-        raise DataError(f"npz {name!r} has {len(images)} images but {len(labels)} labels")
-    return images, labels
 
 
 def keras_home() -> Path:

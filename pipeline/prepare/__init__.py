@@ -19,11 +19,12 @@ from pipeline.prepare.report import count_rows, split_lines, summary_markdown
 from pipeline.prepare.runs import discard_run, start_run
 from pipeline.prepare.scan import chunked, scan
 from pipeline.prepare.sizes import mixed_sizes_message
-from pipeline.prepare.sources import load_arrays, resolve_kind, with_absolute_paths
+from pipeline.prepare.sources import ArraySource, load_arrays, resolve_kind, with_absolute_paths
 from pipeline.prepare.splitting import SplitPlan, plan_splits, split_of
 from pipeline.prepare.stats import mean_std, pixel_histogram
 
 __all__ = [
+    "ArraySource",
     "ChunkCallback",
     "ChunkOptions",
     "ChunkRecord",

@@ -69,7 +69,7 @@ def decode_chunk(
     keys, hashes, labels, given = record.keys, record.hashes, record.labels, record.given
     previous = current_version(options.out)
     reuse: dict[str, ShardRow] = previous_index(str(previous), options.decode_fingerprint) if previous else {}
-    arrays = None if options.kind in FILE_KINDS else load_arrays(options.kind, options.source)[0]
+    arrays = None if options.kind in FILE_KINDS else load_arrays(options.kind, options.source).images
     checked = options.kind == "folders"  # the scan saw that each file is a regular one: no stat needed
     max_bytes = decode.max_file_bytes
     pixels: np.ndarray | None = None  # one row per kept item, allocated at the first one

@@ -3,7 +3,6 @@ cluster; every way gives the same records."""
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -11,6 +10,7 @@ from contextlib import contextmanager
 
 from pipeline.prepare.chunks import ChunkOptions, decode_chunk
 from pipeline.prepare.records import ChunkRecord, Item, RunDirs
+from pipeline.processes import worker_context
 
 ChunkCallback = Callable[[int, int], None]  # (chunks decoded, chunks in all)
 
@@ -20,10 +20,7 @@ def decoding_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
     """Processes for decode_chunk (give it ChunkOptions), forked by a fork server that has imported
     the decoders: forking this process could deadlock, as numpy and OpenCV start threads at import.
     On an error (a failed chunk, SIGTERM, Ctrl-C) the chunks not started are dropped, not decoded."""
-    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-    ctx = mp.get_context(method)
-    if method == "forkserver":
-        ctx.set_forkserver_preload([decode_chunk.__module__])
+    ctx = worker_context(preload=[decode_chunk.__module__])  # a script without a main guard: one error
     pool = ProcessPoolExecutor(workers, mp_context=ctx)
     try:
         yield pool

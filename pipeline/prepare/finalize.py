@@ -23,7 +23,7 @@ from pipeline.prepare.report import build_report
 from pipeline.prepare.runs import discard_run, end_run
 from pipeline.prepare.shards import open_shard, write_shard
 from pipeline.prepare.sizes import mixed_sizes_message
-from pipeline.prepare.sources import resolve_kind
+from pipeline.prepare.sources import resolve_kind, shadowed_path_notice
 from pipeline.prepare.splitting import SplitPlan, check_splits, plan_splits
 from pipeline.prepare.stats import mean_std, pixel_histogram
 from pipeline.store import current_version, unfinished_dir
@@ -94,6 +94,9 @@ def _finalize(cfg: PrepareConfig, run: RunDirs, records: list[ChunkRecord], plan
         if old.get("fingerprint") == fingerprint:
             report = json.loads((previous / "report.json").read_text())
             report["unchanged"] = True
+            notice = shadowed_path_notice(cfg)  # that path may have been made since that version
+            if notice and notice not in report.get("hints", []):
+                report["hints"] = [notice, *report.get("hints", [])]
             # this run's quarantined items: a manifest row may be new, its files not
             report["quarantined"] = [q._asdict() for q in quarantined]
             report["decoded"] = sum(r.decoded for r in records)

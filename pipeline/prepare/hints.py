@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pipeline.prepare.records import ChunkRecord
+from pipeline.prepare.sources import shadowed_path_notice
 
 if TYPE_CHECKING:
     from pipeline.config import PrepareConfig
@@ -31,9 +32,10 @@ def count_gray_in_color(images: np.ndarray) -> int:
 
 
 def hints(cfg: PrepareConfig, records: list[ChunkRecord], images: int) -> list[str]:
-    """One line per hint: every image is grayscale but stored in colour; images shrank so much that
-    the interpolation aliases."""
-    found = []
+    """One line per hint: the source's name was read, not the path of that name here; every image is
+    grayscale but stored in colour; images shrank so much that the interpolation aliases."""
+    notice = shadowed_path_notice(cfg)
+    found = [notice] if notice else []
     gray = sum(r.gray_in_color for r in records)
     if images and gray == images and cfg.color_mode != "grayscale":
         channels = 3 if cfg.color_mode == "rgb" else 4

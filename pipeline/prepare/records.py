@@ -24,7 +24,8 @@ class Item(NamedTuple):
     """One sample to prepare: a file (``path``) or a row of an array source (``row``); with
     ``left_out``, one that the scan refused (a FIFO, a symlink not followed, an unreadable folder, a
     manifest's conflicting labels), listed as quarantined without being read. ``split``: the split
-    the source gives it (a split folder, a manifest's split column), None when it gives none.
+    the source gives it (a split folder, a manifest's split column, the part of an array source),
+    None when it gives none.
 
     A named tuple rather than a dataclass: a source can list a million of them, and a tuple is made
     and pickled to a worker in half the time.

@@ -16,9 +16,10 @@ if TYPE_CHECKING:
 
 def scan(cfg: PrepareConfig) -> list[Item]:
     """List every sample of the source with its labels, and the split it gives it (split folders, a
-    manifest's split column). Without target_size, image files whose headers
-    declare several sizes raise DataError here, before anything is written; nothing is decoded but
-    a few of those files, to be sure that they would be kept."""
+    manifest's split column, IDX train- and t10k- files, a Keras dataset's train and test, an .npz's
+    x_train and x_test). Without target_size, image files whose headers declare several sizes raise
+    DataError here, before anything is written; nothing is decoded but a few of those files, to be
+    sure that they would be kept."""
     with gc_paused():
         return _scan(cfg)
 
@@ -55,8 +56,11 @@ def _scan(cfg: PrepareConfig) -> list[Item]:
         ]
         refuse_mixed_sizes(cfg, items, checked=False)
         return items
-    _, array_labels, keys = load_arrays(kind, cfg.source, cfg.download)
-    return [Item(k, (lab,), row=i) for i, (k, lab) in enumerate(zip(keys, array_labels, strict=True))]
+    arrays = load_arrays(kind, cfg.source, cfg.download)
+    return [
+        Item(key, (label,), row=i, split=split)
+        for i, (key, label, split) in enumerate(zip(arrays.keys, arrays.labels, arrays.splits, strict=True))
+    ]
 
 
 def chunked(items: list[Item], size: int) -> list[list[Item]]:

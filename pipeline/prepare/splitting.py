@@ -18,8 +18,9 @@ Cuts = tuple[tuple[str, float], ...]  # (split, fraction) pairs, in SPLIT_NAMES 
 
 class SplitPlan(NamedTuple):
     """The splits a preparation writes: those the source gives (``given``: split folders, a
-    manifest's split column) and those cut by hash (``carved``), from the source's train split when
-    it gives splits, else from the whole source.
+    manifest's split column, the parts of an array source: IDX train- and t10k- files, a Keras
+    dataset's train and test, an .npz's x_train and x_test) and those cut by hash (``carved``), from
+    the source's train split when it gives splits, else from the whole source.
 
     ``cuts``: for the samples given to a split (None: to none), the (split, fraction) pairs they are
     cut at; a given split that nothing is carved from has the one pair (split, 1.0).
@@ -54,15 +55,16 @@ def plan_splits(source: str, splits: dict[str, float], given: Collection[str]) -
             raise ConfigError(
                 f"splits {asked} leave out train, and {source} gives no splits of its own: add train "
                 "(e.g. --splits train=0.8,validation=0.1,test=0.1), or give the splits in the source "
-                f"(split folders {'/, '.join(GIVEN_SPLIT_NAMES)}/ holding the class folders, or a "
-                "manifest's split column)"
+                f"(split folders {'/, '.join(GIVEN_SPLIT_NAMES)}/ holding the class folders, a "
+                "manifest's split column, IDX train- and t10k- files, an .npz's x_train and x_test)"
             )
         return SplitPlan((), tuple(splits), {None: tuple(splits.items())})
     kept = tuple(name for name in SPLIT_NAMES if name in given)
     if "train" not in kept:
         raise DataError(
             f"{source} gives the splits {', '.join(kept)} but no train split, which training needs and "
-            "the other splits are cut from: add a train/ split folder (or train rows in the split column)"
+            "the other splits are cut from: add a train/ split folder (train rows in a manifest's split "
+            "column, a train- IDX images file and its labels, an .npz's x_train and y_train)"
         )
     missing = tuple(name for name in splits if name not in kept)
     cuts: dict[str | None, Cuts] = {name: ((name, 1.0),) for name in kept}

@@ -21,7 +21,14 @@ run), ``result`` (what a run returns) and ``layout`` (where each file lives).
 """
 
 from pipeline.training.checkpoints import restore_seed_states, seed_states
-from pipeline.training.data import Split, TrainData, dataset_folder, load_data, resolve_dataset
+from pipeline.training.data import (
+    Split,
+    TrainData,
+    dataset_folder,
+    dataset_preparation,
+    load_data,
+    resolve_dataset,
+)
 from pipeline.training.early_stopping import EarlyStopping
 from pipeline.training.layout import (
     CHECKPOINTS,
@@ -55,6 +62,7 @@ __all__ = [
     "TrainData",
     "TrainResult",
     "dataset_folder",
+    "dataset_preparation",
     "evaluate",
     "load_data",
     "read_state",

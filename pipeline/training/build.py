@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from pipeline.config import TrainConfig
 from pipeline.training.result import Phase
 
@@ -40,7 +42,23 @@ def compile_model(model: Any, cfg: TrainConfig, steps_per_epoch: int, phase: Pha
         "adamw": lambda: keras.optimizers.AdamW(lr),
         "sgd": lambda: keras.optimizers.SGD(lr, momentum=0.9),
     }[cfg.optimizer]()
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    # Keras 3's SparseCategoricalCrossentropy has no label_smoothing: smoothing takes the categorical
+    # loss and one-hot targets (loss_targets), and "accuracy" then resolves to CategoricalAccuracy.
+    # Without smoothing the loss stays sparse, so model.keras evaluates on class indices as usual.
+    loss: Any = "sparse_categorical_crossentropy"
+    if cfg.label_smoothing:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+
+
+def loss_targets(model: Any, labels: np.ndarray) -> np.ndarray:
+    """Class indices ``labels`` as ``model``'s compiled loss takes them: one-hot rows for a
+    categorical crossentropy (label smoothing), else as they are."""
+    import keras
+
+    if isinstance(model.loss, keras.losses.CategoricalCrossentropy):
+        return np.eye(model.output_shape[-1], dtype=np.float32)[labels]
+    return labels
 
 
 def start_fine_tuning(model: Any, cfg: TrainConfig, steps_per_epoch: int) -> None:

@@ -38,9 +38,9 @@ class CompareRow:
     variant: str
     run_dir: str
     epochs: int
-    best_epoch: int | None  # by validation loss or accuracy, as the run chose its best weights
-    val_accuracy: float | None  # the best epoch's (the last epoch's without a validation split)
-    test_accuracy: float | None  # as the run reported it (see its summary for which weights)
+    weights_epoch: int | None  # whose weights the run reports: the lowest validation loss's by default
+    val_accuracy: float | None  # that epoch's
+    test_accuracy: float | None  # with that epoch's weights
     train_accuracy: float | None  # the last epoch's, on augmented batches
     images_per_second: float
 
@@ -53,12 +53,12 @@ class CompareResult:
 
     def table(self) -> str:
         """The rows as a plain-text table (what ``augpipe compare`` prints)."""
-        head = ("augmentation", "val acc", "best epoch", "test acc", "train acc", "img/s")
+        head = ("augmentation", "val acc", "epoch", "test acc", "train acc", "img/s")
         body = [
             (
                 r.variant,
                 _percent(r.val_accuracy),
-                "-" if r.best_epoch is None else f"{r.best_epoch}/{r.epochs}",
+                "-" if r.weights_epoch is None else f"{r.weights_epoch}/{r.epochs}",
                 _percent(r.test_accuracy),
                 _percent(r.train_accuracy),
                 f"{r.images_per_second:,.0f}",
@@ -112,12 +112,13 @@ def compare(
 
     run_training = train if train is not None else train_here
     runs = prepared(cfg) if data is None else cfg.variants()
+    kwargs: dict[str, Any] = {**train_kwargs, **({"data": data} if data is not None else {})}
     for name, run in runs.items():
         done = is_finished(run)
         if on_variant is not None:
             on_variant(name, run, done)
         if not done:
-            run_training(run, **({"data": data} if data is not None else {}), **train_kwargs)
+            run_training(run, **kwargs)
     return write_results(cfg, runs)
 
 
@@ -129,13 +130,13 @@ def read_row(variant: str, run_dir: Path) -> CompareRow:
     except (OSError, ValueError) as err:
         raise RunStateError(f"{path}: the run of {variant!r} has no readable summary ({err})") from None
     history: list[dict[str, Any]] = summary.get("epochs") or []
-    best_epoch = summary.get("best_epoch")
-    best = next((r for r in history if r.get("epoch") == best_epoch), history[-1] if history else {})
+    weights_epoch = summary.get("weights_epoch", summary.get("best_epoch"))
+    best = next((r for r in history if r.get("epoch") == weights_epoch), history[-1] if history else {})
     return CompareRow(
         variant=variant,
         run_dir=str(run_dir),
         epochs=int(summary.get("epochs_run", len(history))),
-        best_epoch=best_epoch,
+        weights_epoch=weights_epoch,
         val_accuracy=best.get("val_accuracy"),
         test_accuracy=summary.get("test_accuracy"),
         train_accuracy=history[-1].get("accuracy") if history else None,

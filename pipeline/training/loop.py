@@ -16,9 +16,10 @@ from pipeline.augment import Augmenter
 from pipeline.config import AugmentConfig, TrainConfig
 from pipeline.io import write_atomic
 from pipeline.tf_import import import_tensorflow
-from pipeline.training.build import build_model, compile_model, start_fine_tuning
+from pipeline.training.build import build_model, compile_model, loss_targets, start_fine_tuning
 from pipeline.training.checkpoints import restore_seed_states, save_checkpoint
-from pipeline.training.data import Split, TrainData, fit_sample, load_data
+from pipeline.training.data import Split, TrainData, class_weights, fit_sample, load_data
+from pipeline.training.distribute import check_gpus
 from pipeline.training.distribute import strategy as make_strategy
 from pipeline.training.layout import CHECKPOINTS, CONFIG, TENSORBOARD
 from pipeline.training.recording import Recorders
@@ -48,9 +49,11 @@ def train(
     state = resume_state(cfg, run_dir)
     # A start killed before its first checkpoint, now started afresh with another configuration.
     abandoned = read_state(run_dir) if state is None else None
-    data = (data if data is not None else load_data(cfg)).limited(cfg.max_train_samples)
+    data = (data if data is not None else load_data(cfg)).limited(cfg.max_train_samples, cfg.seed)
     data.check_labels()
-    tf = import_tensorflow()
+    weights = class_weights(cfg.class_weight, data)  # a class it names is checked here, before TensorFlow
+    tf = import_tensorflow(cfg.gpus)
+    check_gpus(tf, cfg.gpus)
     import keras
 
     state = _open_run_dir(cfg, run_dir, state)
@@ -64,7 +67,7 @@ def train(
     strategy = make_strategy(tf, cfg.distribute)
     augmenter = Augmenter(cfg.augment, output_dtype=np.float32)
     if cfg.augment.needs_fit:
-        augmenter.fit(fit_sample(data.train.images, cfg.seed))
+        augmenter.fit(fit_sample(data.train, cfg.seed))
     steps = math.ceil(len(data.train) / cfg.batch_size)
     recorders = Recorders()
     try:
@@ -74,9 +77,10 @@ def train(
         if strategy.num_replicas_in_sync > 1:
             _build_metrics(model, data.train, augmenter, cfg.batch_size)
         state = _run_epochs(
-            cfg, run_dir, model, strategy, data, augmenter, state, steps, recorders, on_epoch, on_step
-        )
-        return finish(cfg, run_dir, model, data, augmenter, state, resumed_after, recorders.mlflow)
+            cfg, run_dir, model, strategy, data, augmenter, weights, state, steps, recorders, on_epoch,
+            on_step,
+        )  # fmt: skip
+        return finish(cfg, run_dir, model, data, augmenter, state, resumed_after, recorders.mlflow, weights)
     except BaseException:
         recorders.fail()
         raise
@@ -119,7 +123,7 @@ def _build_metrics(model: Any, train: Split, augmenter: Augmenter, batch_size: i
     the loop cannot do it, so one evaluation (no weight changes) does."""
     rows = np.arange(min(len(train), batch_size))
     x = augmenter.standardize_batch(np.asarray(train.images[rows]))
-    model.evaluate(x, train.labels[rows], batch_size=len(rows), verbose=0)
+    model.evaluate(x, loss_targets(model, train.labels[rows]), batch_size=len(rows), verbose=0)
 
 
 def _run_epochs(
@@ -129,6 +133,7 @@ def _run_epochs(
     strategy: Any,
     data: TrainData,
     augmenter: Augmenter,
+    weights: np.ndarray | None,
     state: RunState,
     steps: int,
     recorders: Recorders,
@@ -156,7 +161,7 @@ def _run_epochs(
             if epoch == cfg.epochs:
                 with strategy.scope():
                     start_fine_tuning(model, cfg, steps)
-            metrics = train_epoch(model, feeder, epoch, cfg.seed, phase, on_step, device)
+            metrics = train_epoch(model, feeder, epoch, cfg.seed, phase, on_step, device, weights)
             if data.validation is not None and len(data.validation):
                 loss, accuracy = evaluate(model, data.validation, augmenter, cfg.batch_size)
                 metrics = replace(metrics, val_loss=loss, val_accuracy=accuracy)

@@ -42,6 +42,8 @@ class TrainResult:
     resumed_after_epoch: int | None = None
     stopped_early: bool = False
     mlflow_run_id: str | None = None
+    weights_epoch: int | None = None  # whose weights model.keras holds and test_* measure
+    last_epoch_test_accuracy: float | None = None  # the last epoch's weights on the test split
 
     def summary(self) -> dict[str, Any]:
         """The run's summary.json."""

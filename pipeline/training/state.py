@@ -20,8 +20,9 @@ from pipeline.training.layout import CHECKPOINTS, STATE, SUMMARY
 
 # Fields that may change between a killed run and its resumption without changing what is trained.
 RESUMABLE = frozenset(
-    {"epochs", "resume", "workers", "prefetch", "distribute", "tensorboard", "mlflow", "mlflow_tracking_uri"}
-)
+    {"epochs", "resume", "workers", "prefetch", "distribute", "gpus", "restore_best_weights", "tensorboard",
+     "mlflow", "mlflow_tracking_uri"}
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -62,11 +63,16 @@ class RunState:
 
 
 def digest(cfg: TrainConfig) -> str:
-    """What a resumed run must share with the run it resumes: every field but the RESUMABLE ones."""
+    """What a resumed run must share with the run it resumes: every field but the RESUMABLE ones.
+
+    The one fingerprint of a run, for every way of starting it (``augpipe train``, with or without
+    ``--prefect``, ``train(config)``, the train-model flow and its deployment): paths count as the
+    folders they name, so a source and the folder it is prepared into (what the flow trains on), or a
+    relative and an absolute ``runs_dir``, give the same run.
+    """
     kept = cfg.model_dump(mode="json", exclude=set(RESUMABLE))
-    # The folder trained on, however it was named: a source, or the folder it was prepared into
-    # (the flow passes the latter), relative or absolute.
     kept["dataset"] = str(dataset_folder(cfg).resolve())
+    kept["runs_dir"] = str(Path(cfg.runs_dir).resolve())
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
 
 

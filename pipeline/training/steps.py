@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from pipeline.augment import Augmenter
+from pipeline.training.build import loss_targets
 from pipeline.training.data import Split
 from pipeline.training.distribute import on_replicas
 from pipeline.training.result import EpochMetrics, Phase
@@ -31,9 +32,14 @@ def train_epoch(
     phase: Phase,
     on_step: Callable[[int, int], None] | None,
     device: DeviceStep | None = None,
+    class_weights: np.ndarray | None = None,
 ) -> EpochMetrics:
     """One pass over the training batches (epoch counted from 0), without validation; the time
-    blocked on the next batch is the input wait."""
+    blocked on the next batch is the input wait.
+
+    class_weights: a weight per class index, given to Keras as each sample's weight (what
+    ``fit(class_weight=...)`` does): the loss and accuracy reported are weighted too, as in fit.
+    """
     waited = busy = 0.0
     loss_sum = acc_sum = 0.0
     seen = 0
@@ -45,7 +51,9 @@ def train_epoch(
         t1 = time.perf_counter()
         if device is not None:
             x = device(x, rows, epoch, seed)
-        logs = model.train_on_batch(*on_replicas(model.distribute_strategy, x, y), return_dict=True)
+        targets = loss_targets(model, y)
+        arrays = (x, targets) if class_weights is None else (x, targets, class_weights[y])
+        logs = model.train_on_batch(*on_replicas(model.distribute_strategy, *arrays), return_dict=True)
         t2 = time.perf_counter()
         waited += t1 - t0
         busy += t2 - t1
@@ -82,7 +90,7 @@ def evaluate(
     for start in range(0, len(split), batch_size):
         rows = np.arange(start, min(start + batch_size, len(split)))
         x = augmenter.standardize_batch(np.asarray(split.images[rows]))
-        y = split.labels[rows]
+        y = loss_targets(model, split.labels[rows])
         x, y = on_replicas(model.distribute_strategy, x, y)
         logs = model.test_on_batch(x, y, return_dict=True)
         loss_sum += float(logs["loss"]) * len(rows)

@@ -3,11 +3,13 @@ training process killed at any of its atomic steps (AUGPIPE_TEST_DIE_AFTER_WRITE
 SIGKILLs itself right after its N-th write) resumes into the same losses, weights and MLflow run."""
 
 import csv
+import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -284,3 +286,167 @@ def test_a_run_killed_before_its_first_checkpoint_and_started_with_another_confi
     statuses = {r.info.run_id: r.info.status for r, _ in _mlflow_runs(runs)}
     assert statuses == {killed.info.run_id: "KILLED", result.mlflow_run_id: "FINISHED"}
     assert "learning_rate: 0.0005" in (runs / "run" / "config.yaml").read_text()
+
+
+# ---- a run of a source, killed and started again through each entry point ---------------------------
+AUGPIPE = str(Path(sys.executable).parent / "augpipe")
+EPOCHS = 6
+
+
+@pytest.fixture(scope="module")
+def digit_folders(tmp_path_factory) -> Path:
+    """The 1,797 bundled digits as 28x28 PNGs in a folder per class: a source, not a prepared
+    dataset, so each start prepares it into runs/datasets/ before training."""
+    import cv2
+    from sklearn.datasets import load_digits
+
+    root = tmp_path_factory.mktemp("source") / "digits"
+    digits = load_digits()
+    for i, (image, label) in enumerate(zip(digits.images, digits.target, strict=True)):
+        (root / str(label)).mkdir(parents=True, exist_ok=True)
+        big = cv2.resize((image * 16).astype(np.uint8), (28, 28), interpolation=cv2.INTER_NEAREST)
+        cv2.imwrite(str(root / str(label) / f"{i}.png"), big)
+    return root
+
+
+def _metrics_epochs(run_dir: Path) -> list[int]:
+    if not (run_dir / "metrics.csv").exists():
+        return []
+    with open(run_dir / "metrics.csv") as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f)]
+
+
+def _user_env(tmp_path: Path) -> dict[str, str]:
+    """A user's shell: none of the Prefect or TensorFlow settings this test process holds, and a
+    Prefect home of the test's own for a command that runs as flows."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "TF_CPP_"))}
+    return {**env, "PYTHONPATH": str(REPO), "PREFECT_HOME": str(tmp_path / "prefect")}
+
+
+def _start(command: list[str], cwd: Path, log: Path, env: dict[str, str]) -> subprocess.Popen:
+    with open(log, "w") as out:  # the child keeps its own descriptor
+        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=env,
+                                start_new_session=True)  # fmt: skip
+
+
+def _killed_after_an_epoch(
+    command: list[str], run_dir: Path, cwd: Path, log: Path, env: dict[str, str]
+) -> int:
+    """Start ``command``, SIGKILL it (and the processes it started, in its session) once its
+    metrics.csv shows a finished epoch; returns the epochs its checkpoint holds."""
+    process = _start(command, cwd, log, env)
+    try:
+        deadline = time.monotonic() + 600  # a bound on a hang, not a measurement
+        while not _metrics_epochs(run_dir):
+            assert process.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "no epoch finished in 600 s"
+            time.sleep(0.02)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    state = read_state(run_dir)
+    assert state is not None and not state.finished
+    assert 1 <= state.epochs_done < EPOCHS, "the run ended before it was killed"
+    return state.epochs_done
+
+
+def _finished(command: list[str], cwd: Path, log: Path, env: dict[str, str]) -> str:
+    """Run ``command`` to its end; its output."""
+    process = _start(command, cwd, log, env)
+    try:
+        process.wait(timeout=600)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    output = log.read_text()
+    assert process.returncode == 0, output[-3000:]
+    return output
+
+
+def _assert_resumed(run_dir: Path, killed_after: int) -> None:
+    """One run of EPOCHS epochs: each recorded once, the epochs after the checkpoint trained again."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["resumed_after_epoch"] == killed_after
+    assert summary["epochs_run"] == EPOCHS
+    assert _metrics_epochs(run_dir) == list(range(1, EPOCHS + 1))
+    assert read_state(run_dir).finished and (run_dir / "model.keras").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flags", [[], ["--prefect"]], ids=["in-process", "as-flows"])
+def test_the_same_command_resumes_a_run_of_a_source_killed_mid_training(digit_folders, tmp_path, flags):
+    """The issue's case: `augpipe train SOURCE --run-name X`, SIGKILLed after an epoch and given again,
+    continues from its checkpoint (it used to be refused as "started with another configuration")."""
+    command = [AUGPIPE, "train", str(digit_folders), "--run-name", "run", "--runs-dir", "runs",
+               "--model", "mnist_convnet", "--epochs", str(EPOCHS), "--batch-size", "16", "--no-mlflow",
+               *flags]  # fmt: skip
+    env = _user_env(tmp_path)
+    run_dir = tmp_path / "runs" / "run"
+    killed_after = _killed_after_an_epoch(command, run_dir, tmp_path, tmp_path / "killed.log", env)
+    output = _finished(command, tmp_path, tmp_path / "resumed.log", env)
+    assert f"run run: {EPOCHS} epochs" in output and "another configuration" not in output
+    _assert_resumed(run_dir, killed_after)
+
+
+@pytest.mark.slow
+def test_a_run_of_a_source_killed_in_python_resumes_as_the_flow(digit_folders, tmp_path, prefect_api):
+    """Started with pipeline.training.train, continued by the train-model flow (which prepares the
+    source as a subflow and trains on the prepared folder): the same run."""
+    from flows.train import as_result, train_model
+
+    cfg = TrainConfig(dataset=str(digit_folders), model="mnist_convnet", epochs=EPOCHS, batch_size=16,
+                      runs_dir=str(tmp_path / "runs"), run_name="run", mlflow=False)  # fmt: skip
+    command = [sys.executable, "-c", _TRAIN_SCRIPT, cfg.model_dump_json()]
+    run_dir = tmp_path / "runs" / "run"
+    killed_after = _killed_after_an_epoch(
+        command, run_dir, tmp_path, tmp_path / "killed.log", _user_env(tmp_path)
+    )
+    result = as_result(train_model(cfg))
+    assert result.resumed_after_epoch == killed_after
+    assert [row["epoch"] for row in result.history] == list(range(1, EPOCHS + 1))
+    _assert_resumed(run_dir, killed_after)
+
+
+@pytest.mark.slow
+def test_a_run_of_a_source_killed_as_the_flow_resumes_in_python(digit_folders, tmp_path):
+    """The other way round: started by `augpipe train --prefect`, continued by train(config)."""
+    command = [AUGPIPE, "train", str(digit_folders), "--run-name", "run", "--runs-dir", "runs",
+               "--model", "mnist_convnet", "--epochs", str(EPOCHS), "--batch-size", "16", "--no-mlflow",
+               "--prefect"]  # fmt: skip
+    run_dir = tmp_path / "runs" / "run"
+    killed_after = _killed_after_an_epoch(
+        command, run_dir, tmp_path, tmp_path / "killed.log", _user_env(tmp_path)
+    )
+    cfg = TrainConfig(dataset=str(digit_folders), model="mnist_convnet", epochs=EPOCHS, batch_size=16,
+                      runs_dir=str(tmp_path / "runs"), run_name="run", mlflow=False)  # fmt: skip
+    result = train(cfg)
+    assert result.resumed_after_epoch == killed_after
+    _assert_resumed(run_dir, killed_after)
+
+
+def test_one_fingerprint_for_a_source_its_prepared_folder_and_any_spelling_of_their_paths(
+    tmp_path, monkeypatch
+):
+    from pipeline.training import dataset_folder, resolve_dataset
+    from pipeline.training.state import digest
+
+    monkeypatch.chdir(tmp_path)
+    source = TrainConfig(dataset="digits", prepare_options={"color_mode": "grayscale"}, runs_dir="runs",
+                         run_name="run")  # fmt: skip
+    resolve_dataset(source)
+    folder = dataset_folder(source)
+    assert folder.parent == Path("runs") / "datasets"
+    same = [
+        source.model_copy(update={"dataset": str(folder)}),  # what the flow trains on
+        source.model_copy(update={"dataset": str(folder.resolve())}),
+        source.model_copy(update={"runs_dir": str(tmp_path / "runs")}),
+        source.model_copy(update={"epochs": 9, "workers": 0}),  # RESUMABLE
+    ]
+    assert [digest(cfg) for cfg in same] == [digest(source)] * len(same)
+    other = [
+        source.model_copy(update={"dataset": "photos"}),
+        source.model_copy(update={"runs_dir": "elsewhere"}),
+        source.model_copy(update={"learning_rate": 0.01}),
+    ]
+    assert digest(source) not in [digest(cfg) for cfg in other]

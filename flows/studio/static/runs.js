@@ -123,7 +123,7 @@ function drawComparisons(comparisons) {
   $("comparisons").replaceChildren(...comparisons.map((c) => {
     const rows = c.rows.map((r) => el("tr", {"data-run": r.run},
       el("td", {}, r.variant), el("td", {}, fmt(r.val_accuracy)),
-      el("td", {}, r.best_epoch ? `${r.best_epoch} of ${r.epochs}` : "–"),
+      el("td", {}, r.weights_epoch ? `${r.weights_epoch} of ${r.epochs}` : "–"),
       el("td", {}, fmt(r.test_accuracy)), el("td", {}, fmt(r.train_accuracy))));
     const overlay = el("button", {type: "button", onclick: () => {
       page.overlay = new Set(c.rows.map((r) => r.run)); page.focus = null; drawTable(); showDetail();
@@ -134,7 +134,7 @@ function drawComparisons(comparisons) {
     return el("div", {class: "comparison", "data-comparison": c.name},
       el("h3", {}, `${c.name}: ${c.model || "?"}, ${c.epochs || "?"} epochs on ${c.dataset || "?"} `), overlay,
       el("table", {class: "runs"},
-        el("thead", {}, el("tr", {}, ...["augmentation", "val accuracy", "best epoch", "test accuracy", "train accuracy"].map((h) => el("th", {}, h)))),
+        el("thead", {}, el("tr", {}, ...["augmentation", "val accuracy", "epoch", "test accuracy", "train accuracy"].map((h) => el("th", {}, h)))),
         el("tbody", {}, ...rows)),
       picture);
   }));
