@@ -9,8 +9,9 @@ drop-in against Keras's own ImageDataGenerator with every option on, through ``f
 
 Each measurement runs in a fresh interpreter (``--measure``): TensorFlow's thread pools can only be
 set before it starts, and no contender's imports, threads or caches should leak into the next.
-Results also go to ``bench/results/augment.json`` (engine) and ``bench/results/augment_flow.json``
-(flow).
+Results go to ``bench/results/augment.json`` (not from ``--quick`` runs): one record per section with
+its own timestamp (a run of one section keeps the other's last record), and every section's target
+checks together.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "augment.json"
-FLOW_RESULTS = ROOT / "bench" / "results" / "augment_flow.json"
+SECTIONS = ("engine", "flow")
 BATCH = 64
 # "All spatial and pixel options on", under ImageDataGenerator's names.
 OPTIONS = dict(
@@ -497,7 +498,8 @@ def engine_section(
     verdicts = checks(results)
     print_checks(verdicts)
     settings = {"batch": BATCH, "seconds": seconds, "repeats": repeats, "images": counts}
-    write(RESULTS, info, OPTIONS, settings, {name: NOTES[name] for name in only}, results, verdicts)
+    record = {"options": OPTIONS, "settings": settings, "notes": {name: NOTES[name] for name in only}}
+    write("engine", args.quick, info, {**record, "results": results, "checks": verdicts})
 
 
 def flow_section(args: argparse.Namespace, seconds: float, repeats: int, info: dict) -> None:
@@ -529,25 +531,28 @@ def flow_section(args: argparse.Namespace, seconds: float, repeats: int, info: d
     print_checks(verdicts)
     settings = {"batch": FLOW_BATCH, "seconds": seconds, "repeats": repeats, "images": counts,
                 "fill_modes": list(args.fill_modes)}  # fmt: skip
-    write(FLOW_RESULTS, info, FLOW_OPTIONS, settings, FLOW_NOTES, results, verdicts)
+    record = {"options": FLOW_OPTIONS, "settings": settings, "notes": FLOW_NOTES}
+    write("flow", args.quick, info, {**record, "results": results, "checks": verdicts})
 
 
-def write(
-    path: Path, info: dict, options: dict, settings: dict, notes: dict, results: dict, verdicts: list[dict]
-) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    record = {
+def write(section: str, quick: bool, info: dict, record: dict) -> None:
+    """Record ``section`` (options, settings, notes, results, checks) in :data:`RESULTS`, keeping
+    the other sections' last records; a quick run records nothing."""
+    if quick:
+        print(f"\nquick run: the {section} section is not recorded in {RESULTS.relative_to(ROOT)}")
+        return
+    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    records = {name: previous[name] for name in SECTIONS if name in previous}
+    records[section] = {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join(["python", *sys.argv]),
         "machine": info,
-        "options": options,
-        "settings": settings,
-        "notes": notes,
-        "results": results,
-        "checks": verdicts,
+        **record,
     }
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"\nwrote {path.relative_to(ROOT)}")
+    checks = [{"section": name, **c} for name in SECTIONS if name in records for c in records[name]["checks"]]
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({**records, "checks": checks}, indent=2) + "\n")
+    print(f"\nwrote the {section} section of {RESULTS.relative_to(ROOT)}")
 
 
 def main() -> None:

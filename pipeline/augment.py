@@ -110,26 +110,36 @@ class Augmenter:
         seed: int = 0,
         *,
         standardize: bool = True,
+        rows: Sequence[int] | np.ndarray | None = None,
     ) -> tuple[np.ndarray, P.BatchParams]:
         """Augment ``images`` (N, H, W, C) as samples ``indices`` of ``epoch``; returns the batch and
         the parameters drawn, one Keras dict per sample (``params[i]``), for replay and previews.
+
+        rows: sample i is ``images[rows[i]]``, read in place: ``images`` may then be a whole data
+            set, of which no copy of the batch is made (the drop-in's ``flow()`` passes its array).
         """
         images = _as_batch(images)
+        n = len(images) if rows is None else len(rows)
         if indices is None:
-            indices = np.arange(len(images))
+            indices = np.arange(n)
         indices = np.asarray(indices)
-        if indices.shape != (len(images),):
-            raise ValueError(
-                f"indices must give one index per image ({len(images)}), but got shape {indices.shape}"
-            )
+        if indices.shape != (n,):
+            raise ValueError(f"indices must give one index per image ({n}), but got shape {indices.shape}")
+        rows = None if rows is None else np.asarray(rows, dtype=np.intp)
         params = self.draw(images.shape[1:], indices, epoch, seed)
         if not standardize:
-            return self.transform_batch(images, params), params
+            return self._transform(images, params, None, None, rows), params
+        target = self._float_dtype if self._normalises else self.output_dtype
+        if images.dtype.kind == "f" and target.kind == "f" and images.dtype.itemsize > target.itemsize:
+            # Warped in the output's precision, as Keras's flow() converts its array to the
+            # generator's dtype when it is built: a wider warp would buy nothing the output keeps.
+            images = (images if rows is None else images[rows]).astype(target)
+            rows = None
         if self._rescale is not None:  # folded into the pixel pass, with the same rounding
-            batch = self._transform(images, params, self._float_dtype, self._rescale)
+            batch = self._transform(images, params, self._float_dtype, self._rescale, rows)
             return self._standardize(batch, per_sample=True, rescaled=True), params
-        batch = self.transform_batch(
-            images, params, dtype=self._float_dtype if self._normalises else self.output_dtype
+        batch = self._transform(
+            images, params, self._float_dtype if self._normalises else self.output_dtype, None, rows
         )
         return self.standardize_batch(batch), params
 
@@ -141,16 +151,27 @@ class Augmenter:
         """
         return self._transform(images, params, dtype, None)
 
-    def _transform(self, images: np.ndarray, params: P.BatchParams, dtype: Any, scale: Any) -> np.ndarray:
-        """:meth:`transform_batch`, times ``scale`` (a scalar of ``dtype``) when given."""
+    def _transform(
+        self,
+        images: np.ndarray,
+        params: P.BatchParams,
+        dtype: Any,
+        scale: Any,
+        rows: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """:meth:`transform_batch`, times ``scale`` (a scalar of ``dtype``) when given; with ``rows``,
+        sample i is ``images[rows[i]]``."""
         images = _as_batch(images)
         c = self.config
-        n, h, w, ch = images.shape
+        _, h, w, ch = images.shape
+        n = len(images) if rows is None else len(rows)
         self._check_extras_fit(images.shape[1:])
         cols = params.columns
         work = images
         if images.dtype not in (np.uint8, np.float32, np.float64):
-            work = images.astype(np.float32)
+            work = (images if rows is None else images[rows]).astype(np.float32)
+            rows = None
+        rows = np.arange(n) if rows is None else rows
         dtype = work.dtype if dtype is None else np.dtype(dtype)
         mats = geometry.keras_matrices(
             cols["theta"], cols["tx"], cols["ty"], cols["shear"], cols["zx"], cols["zy"],
@@ -168,6 +189,9 @@ class Augmenter:
             dtype if replay is None else work.dtype,
             scale if replay is None else None,
             self._thread_buffer("levels", (chunk, h, w, ch), np.dtype(np.uint8)),
+            None
+            if work.dtype == np.uint8
+            else self._thread_buffer("wide", (chunk, h, w, ch), np.dtype(np.int16)),
         )
         warp = (c.fill_mode, c.cval, c.interpolation_order)
         staged = (
@@ -180,9 +204,8 @@ class Augmenter:
             # Nothing after the warp: straight into the output.
             assert out is not None
             for s in range(0, n, chunk):
-                geometry.warp_batch(
-                    work[s : s + chunk], mats[s : s + chunk], *warp, out=out[s : s + chunk], staging=staged
-                )
+                part = slice(s, s + chunk)
+                geometry.warp_batch(work, mats[part], *warp, out=out[part], staging=staged, rows=rows[part])
                 if scale is not None:
                     out[s : s + chunk] *= scale
             return out
@@ -201,7 +224,7 @@ class Augmenter:
                 warped = out[s:e]
             else:
                 warped = self._thread_buffer("warped", (e - s, h, w, ch), work.dtype)
-            geometry.warp_batch(work[s:e], mats[s:e], *warp, out=warped, staging=staged)
+            geometry.warp_batch(work, mats[s:e], *warp, out=warped, staging=staged, rows=rows[s:e])
             if replay is None:
                 assert out is not None
                 pixels.apply(s, warped, warped if in_place else out[s:e])
@@ -438,13 +461,14 @@ class _PixelPass:
         dtype: np.dtype,
         scale: Any,
         levels: np.ndarray,
+        wide: np.ndarray | None,
     ):
         self.intensity, self.factor, self.dtype, self.scale = intensity, factor, dtype, scale
         self.shifts, self.brights = ~np.isnan(intensity), ~np.isnan(factor)
         # Keras adds a Python float to a float32 image: rounded to float32 first (NEP 50).
         self.shift32 = np.where(self.shifts, intensity, 0.0).astype(np.float32)
         self.uint8 = work == np.uint8
-        self.channels, self.levels = channels, levels
+        self.channels, self.levels, self.wide = channels, levels, wide
         pixel_ops = bool(self.shifts.any() or self.brights.any())
         self.needed = pixel_ops or (self.uint8 and dtype != np.uint8)
         self.tables: np.ndarray | None = None
@@ -485,37 +509,30 @@ class _PixelPass:
             return
         flat = images.reshape(len(images), -1)
         lows, highs = flat.min(axis=1), flat.max(axis=1)
-        cut = self._levels_cut(start, lows, highs)
-        if cut is not None:
-            assert self.tables is not None
-            shift, levels = self.shift32[start:stop], self.levels[: len(images)]
-            tables = self.tables[start:stop]
-            if cut == "tables":  # one pass over the floats; the clip to the range is in the tables
-                color.truncated_levels(images, shift, levels)
-                tables = color.clamped_tables(tables, lows, highs)
-            else:
-                color.truncated_levels(images, shift, levels, lows, highs, scratch=images)
-            _lut(levels, tables, out)
+        if self._cuts_to_levels(start, lows, highs):
+            assert self.tables is not None and self.wide is not None
+            levels = self.levels[: len(images)]
+            color.truncated_levels(
+                images, self.shift32[start:stop], lows, highs, levels, self.wide[: len(images)]
+            )
+            _lut(levels, self.tables[start:stop], out)
             return
         for j in range(len(images)):
             self._apply_float(start + j, images[j], out[j], float(lows[j]), float(highs[j]))
 
-    def _levels_cut(self, start: int, lows: np.ndarray, highs: np.ndarray) -> str | None:
-        """How a float32 chunk whose images are all brightened and stay inside 0-255 after their
-        shift (Keras's own check, on the shifted images' min and max: the shift is monotone) is cut
-        to levels: clipped in the "tables" when every shifted value is in (-1, 256), else in the
-        "floats". None for a chunk that takes Keras's path image by image."""
+    def _cuts_to_levels(self, start: int, lows: np.ndarray, highs: np.ndarray) -> bool:
+        """Whether a float32 chunk is cut to levels at once (:func:`color.truncated_levels`): all its
+        images brightened and inside 0-255 after their shift (Keras's own check, on the shifted
+        images' min and max: the shift is monotone; NaN and infinite ends fail it), every shift below
+        30,000. Otherwise the chunk takes Keras's path image by image."""
         stop = start + len(lows)
         if lows.dtype != np.float32 or not self.brights[start:stop].all():
-            return None
+            return False
         shift = self.shift32[start:stop]
-        low, high = lows + shift, highs + shift
         # min(max(x, lows), highs): the shifted ends as channel_shift clips them
-        if np.minimum(np.maximum(low, lows), highs).min() < 0:
-            return None
-        if np.minimum(np.maximum(high, lows), highs).max() > 255:
-            return None
-        return "tables" if low.min() > -1 and high.max() < 256 else "floats"
+        low = np.minimum(np.maximum(lows + shift, lows), highs)
+        high = np.minimum(np.maximum(highs + shift, lows), highs)
+        return bool(low.min() >= 0 and high.max() <= 255 and np.abs(shift).max() < 30000)
 
     def _apply_uint8(self, start: int, images: np.ndarray, out: np.ndarray) -> None:
         if self.tables is None:

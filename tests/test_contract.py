@@ -1,9 +1,10 @@
 """One contract, run over every transform: each Keras option alone and each pixel extra.
 
 For uint8 and float32 batches of six different photographs: the input is not mutated; dtype and
-shape are preserved (crops give their own size); batched equals unbatched; the same key gives the
-same bytes and another seed other bytes; recorded parameters replay to the same bytes; the engine
-and its config survive pickling; colour-only extras refuse grayscale clearly. With every option
+shape are preserved (crops give their own size); batched equals unbatched, and equals the batch
+read in place by rows; float64 input gives float32's bytes; the same key gives the same bytes and
+another seed other bytes; recorded parameters replay to the same bytes; the engine and its config
+survive pickling; colour-only extras refuse grayscale clearly. With every option
 and extra on, threads sharing one engine give the bytes of a serial run, and replay applies the
 recorded parameters, arrays included, without drawing.
 """
@@ -94,6 +95,13 @@ def test_transform_contract(name, dtype, photo_batch_u8, gray_batch_u8):
     # Batched equals unbatched: each image alone, with its own index.
     alone = np.concatenate([aug.augment_batch(x[i : i + 1], [i], epoch=1, seed=0)[0] for i in range(n)])
     assert same_bytes(alone, out)
+
+    # Read in place from a larger array by rows: the gathered batch's bytes. Float64 input is
+    # warped in the float32 output's precision, as Keras's flow() converts it: float32's bytes.
+    pool = np.concatenate([x[::-1], x])
+    assert same_bytes(aug.augment_batch(pool, idx, epoch=1, seed=0, rows=idx + n)[0], out)
+    if dtype == np.float32:
+        assert same_bytes(aug.augment_batch(x.astype(np.float64), idx, epoch=1, seed=0)[0], out)
 
     # Same key, same bytes (also from a fresh engine); another seed, other bytes.
     assert same_bytes(aug.augment_batch(x, idx, epoch=1, seed=0)[0], out)

@@ -10,6 +10,7 @@ import hashlib
 import importlib
 import os
 import stat
+import sys
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import numpy as np
 from pipeline.errors import ConfigError, DataError
 from pipeline.ingest.decode import file_extension, not_regular
 from pipeline.ingest.formats import GIVEN_SPLIT_NAMES, IMAGE_EXTENSIONS
+from pipeline.ingest.idx import load_idx_dataset
 
 
 class KerasFile(NamedTuple):
@@ -509,9 +511,7 @@ def read_manifest(
                     if split not in splits:
                         splits.append(split)
     except UnicodeDecodeError:
-        raise DataError(
-            f"manifest {name!r} is not UTF-8 at {_undecodable(name)}: save it as UTF-8"
-        ) from None
+        raise DataError(f"manifest {name!r} is not UTF-8 at {_undecodable(name)}: save it as UTF-8") from None
     except csv.Error as err:
         if str(err).startswith("field larger than field limit"):
             problem = (
@@ -676,6 +676,18 @@ def _shorten(text: str, limit: int = 120) -> str:
     return text if len(text) <= limit else f"{text[: limit - 20]}... ({len(text):,} characters)"
 
 
+def _check_keras_home(home: Path) -> None:
+    """Refuse to call Keras's load_data when Keras, imported earlier, caches elsewhere than ``home``
+    (KERAS_HOME changed since): it would download into its own cache what is in ``home`` already."""
+    config = sys.modules.get("keras.src.backend.config")
+    theirs = getattr(config, "keras_home", None)
+    if theirs is not None and Path(theirs()).resolve() != home.resolve():
+        raise ConfigError(
+            f"Keras was imported with its cache in {theirs()}, but KERAS_HOME now names {home}: set "
+            "KERAS_HOME before anything imports Keras (e.g. in the environment of the process)"
+        )
+
+
 def keras_home() -> Path:
     """The folder Keras 3 caches into (``datasets/`` below it), found as keras.utils.get_file finds it,
     without importing Keras."""
@@ -793,7 +805,18 @@ def load_keras_dataset(
         # download the file from Keras's servers rather than the mirror.
         with np.load(home / files[0].cached, allow_pickle=False) as f:
             x_train, y_train, x_test, y_test = f["x_train"], f["y_train"], f["x_test"], f["y_test"]
+    elif name == "fashion_mnist":
+        # Four IDX files, read here from the cache found above: Keras's load_data would look in the
+        # cache it found when it was imported, and download into it if KERAS_HOME changed since.
+        folder = home / files[0].cached.rsplit("/", 1)[0]
+        x_train, y_train = load_idx_dataset(
+            folder / "train-images-idx3-ubyte.gz", folder / "train-labels-idx1-ubyte.gz"
+        )
+        x_test, y_test = load_idx_dataset(
+            folder / "t10k-images-idx3-ubyte.gz", folder / "t10k-labels-idx1-ubyte.gz"
+        )
     else:
+        _check_keras_home(home)
         module = importlib.import_module(f"keras.datasets.{name}")
         (x_train, y_train), (x_test, y_test) = module.load_data()
 

@@ -38,8 +38,10 @@ class _Unaugmented:
     def __init__(self, dtype: Any):
         self._augmenter = Augmenter(AugmentConfig(), output_dtype=dtype, stats=FitStats())
 
-    def _augment_batch(self, images: np.ndarray, indices: np.ndarray, epoch: int, seed: int) -> np.ndarray:
-        batch, _ = self._augmenter.augment_batch(images, indices, epoch=epoch, seed=seed)
+    def _augment_batch(
+        self, images: np.ndarray, indices: np.ndarray, epoch: int, seed: int, rows: np.ndarray | None = None
+    ) -> np.ndarray:
+        batch, _ = self._augmenter.augment_batch(images, indices, epoch=epoch, seed=seed, rows=rows)
         return batch
 
 

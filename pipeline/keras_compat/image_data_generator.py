@@ -304,12 +304,15 @@ class ImageDataGenerator:
         return (shape[1], shape[2], shape[0]) if self.data_format == "channels_first" else shape
 
     # ---- the batch path the iterators use --------------------------------------------------------------
-    def _augment_batch(self, images: np.ndarray, indices: np.ndarray, epoch: int, seed: int) -> np.ndarray:
-        """Augment and standardize channels-last ``images``, sample ``indices[i]`` of ``epoch``."""
+    def _augment_batch(
+        self, images: np.ndarray, indices: np.ndarray, epoch: int, seed: int, rows: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Augment and standardize channels-last ``images``, sample ``indices[i]`` of ``epoch``; with
+        ``rows``, sample i is ``images[rows[i]]``."""
         self._warn_unfitted()
         if self.data_format == "channels_first":
             self._sync_zca(tuple(images.shape[1:]))
-        batch, _ = self._augmenter.augment_batch(images, indices, epoch=epoch, seed=seed)
+        batch, _ = self._augmenter.augment_batch(images, indices, epoch=epoch, seed=seed, rows=rows)
         return batch
 
     # ---- Keras's methods ---------------------------------------------------------------------------------

@@ -25,8 +25,11 @@ class BatchAugmenter(Protocol):
     @property
     def _validation_split(self) -> float: ...
 
-    def _augment_batch(self, images: np.ndarray, indices: np.ndarray, epoch: int, seed: int) -> np.ndarray:
-        """Augment and standardize channels-last ``images``, sample ``indices[i]`` of ``epoch``."""
+    def _augment_batch(
+        self, images: np.ndarray, indices: np.ndarray, epoch: int, seed: int, rows: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Augment and standardize channels-last ``images``, sample ``indices[i]`` of ``epoch``; with
+        ``rows``, sample i is ``images[rows[i]]``."""
         ...
 
 

@@ -122,8 +122,8 @@ def test_clipped_tables_equal_the_tables_of_each_range(channels, dtype):
 
 @pytest.mark.parametrize("channels", [1, 3, 4])
 def test_levels_and_brightness_table_equal_keras_path(channels, photo_batch_u8):
-    # Float images off the integers, shifted both ways, some pushed against 0 or 255: the one-pass
-    # levels (clip in the tables), the clipped floats and the single-image levels all give Keras's bytes.
+    # Float images off the integers, shifted both ways, some pushed against 0 or 255: the batch's
+    # levels (truncated, then clipped on integers) and the single-image levels give Keras's bytes.
     rng = np.random.default_rng(channels)
     base = np.stack([with_channels(p, channels) for p in photo_batch_u8]).astype(np.float32)
     images = np.clip(base * np.float32(0.9) + rng.uniform(-3, 20, base.shape).astype(np.float32), 0, 255)
@@ -134,25 +134,27 @@ def test_levels_and_brightness_table_equal_keras_path(channels, photo_batch_u8):
     low, high = flat.min(axis=1), flat.max(axis=1)
     shift = np.nan_to_num(intensity).astype(np.float32)
     tables = np.stack([color.brightness_lut(f, channels) for f in factor])
+    batch = color.truncated_levels(
+        images, shift, low, high, np.empty(images.shape, np.uint8), np.empty(images.shape, np.int16)
+    )
     for i in range(n):
         want = _keras_path(images[i], intensity[i], factor[i])
         levels = color.brightness_levels(
             images[i], intensity[i], low[i], high[i], np.empty(images[i].shape, np.uint8)
         )
-        got = _lookup(tables[i], levels)
-        assert got.tobytes() == want.tobytes(), f"single image {i}"
-        clipped = color.truncated_levels(
-            images[i : i + 1], shift[i : i + 1], np.empty((1, *images[i].shape), np.uint8),
-            low[i : i + 1], high[i : i + 1], scratch=images[i : i + 1].copy(),
-        )  # fmt: skip
-        assert _lookup(tables[i], clipped[0]).tobytes() == want.tobytes(), f"clipped floats {i}"
-        ends = images[i].min() + shift[i], images[i].max() + shift[i]
-        if ends[0] > -1 and ends[1] < 256:
-            raw = color.truncated_levels(
-                images[i : i + 1], shift[i : i + 1], np.empty((1, *images[i].shape), np.uint8)
-            )
-            table = color.clamped_tables(tables[i : i + 1], low[i : i + 1], high[i : i + 1])[0]
-            assert _lookup(table, raw[0]).tobytes() == want.tobytes(), f"one pass {i}"
+        assert _lookup(tables[i], levels).tobytes() == want.tobytes(), f"single image {i}"
+        assert _lookup(tables[i], batch[i]).tobytes() == want.tobytes(), f"batch levels {i}"
+    # Below 0 before a shift that lifts every clipped value into 0-255: still Keras's levels.
+    below = images - np.float32(10.0)
+    lifted = np.full(n, 12.75)
+    flat = below.reshape(n, -1)
+    batch = color.truncated_levels(
+        below, lifted.astype(np.float32), flat.min(axis=1), flat.max(axis=1),
+        np.empty(images.shape, np.uint8), np.empty(images.shape, np.int16),
+    )  # fmt: skip
+    for i in range(n):
+        want = _keras_path(below[i], lifted[i], factor[i])
+        assert _lookup(tables[i], batch[i]).tobytes() == want.tobytes(), f"lifted levels {i}"
 
 
 def _lookup(table: np.ndarray, levels: np.ndarray) -> np.ndarray:

@@ -133,6 +133,11 @@ def test_warp_batch_equals_warp_image_by_image(fill_mode, order, dtype, photo_ba
         for i in range(len(x)):
             want = geometry.warp(x[i], mats[i], fill_mode, 40.0, order)
             assert want.tobytes() == got[i].tobytes(), f"{channels} channels, image {i}"
+        # Rows read in place, repeated and out of order, warp as the gathered batch does.
+        rows = np.array([3, 0, 3, 5, 1])
+        picked = geometry.warp_batch(x, mats[: len(rows)], fill_mode, 40.0, order, rows=rows)
+        gathered = geometry.warp_batch(x[rows], mats[: len(rows)], fill_mode, 40.0, order)
+        assert picked.shape == gathered.shape and picked.tobytes() == gathered.tobytes()
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 7), (9, 1), (2, 2), (37, 53), (96, 128)])
