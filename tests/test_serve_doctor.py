@@ -34,11 +34,11 @@ from flows.serve import (
     to_deployment,
     worker_command,
 )
-from pipeline.config import TrainConfig
+from pipeline.config import CompareConfig, TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 PREFECT_YAML = REPO / "prefect.yaml"
-NAMES = ["prepare-dataset", "train-model", "preview-augmentations"]
+NAMES = ["prepare-dataset", "train-model", "compare-augmentations", "preview-augmentations"]
 WORKER = ["-m", "prefect", "worker", "start"]
 runner = CliRunner()
 
@@ -73,8 +73,13 @@ def test_prefect_yaml_is_accepted_by_prefects_deploy_models():
 def test_load_deployments_resolves_the_anchors():
     specs = load_deployments(PREFECT_YAML)
     assert [s.name for s in specs] == NAMES
-    prepare, train, preview = specs
-    assert (prepare.work_pool, train.work_pool, preview.work_pool) == ("cpu", "gpu", "cpu")
+    prepare, train, compare, preview = specs
+    assert (prepare.work_pool, train.work_pool, compare.work_pool, preview.work_pool) == (
+        "cpu",
+        "gpu",
+        "cpu",
+        "cpu",
+    )
     assert prepare.schedules == ({"cron": "0 2 * * *", "timezone": "UTC", "active": True},)
     assert prepare.parameters["config"] == {"source": "digits", "out": "prepared/digits"}
     assert train.entrypoint == "flows/train.py:train_model"
@@ -84,6 +89,12 @@ def test_load_deployments_resolves_the_anchors():
     assert TrainConfig(**config).augment.rotation_range == 15  # a valid training config
     assert train.concurrency_limit == {"limit": 1, "collision_strategy": "ENQUEUE"}
     assert preview.entrypoint == "flows/preview.py:preview_augmentations"
+    assert compare.entrypoint == "flows/compare.py:compare_augmentations"
+    assert CompareConfig(**compare.parameters["config"]).variants().keys() == {
+        "none",
+        "shifts",
+        "rotate-zoom",
+    }
     assert all(s.work_queue == "default" and "augpipe" in s.tags for s in specs)
 
 
@@ -242,7 +253,10 @@ def test_serve_with_a_pool_execs_a_worker(monkeypatch):
     [
         ("", "AUGPIPE_HOME is not set: workers run the flows from an augpipe checkout"),
         ("{tmp}/nowhere", "AUGPIPE_HOME={tmp}/nowhere (resolved as {tmp}/nowhere) is not a folder"),
-        ("{tmp}", "AUGPIPE_HOME={tmp} (resolved as {tmp}) is not an augpipe checkout: it has no prefect.yaml"),  # noqa: E501
+        (
+            "{tmp}",
+            "AUGPIPE_HOME={tmp} (resolved as {tmp}) is not an augpipe checkout: it has no prefect.yaml",
+        ),  # noqa: E501
     ],
 )
 def test_a_worker_without_a_checkout_refuses_to_start(monkeypatch, tmp_path, home, message):

@@ -316,6 +316,40 @@ def test_train_runs_keep_the_deployments_model_and_augmentation_and_run_one_at_a
         assert f"train-{name}" in service.artifacts_of(run_id)
 
 
+def test_compare_trains_its_variants_as_train_model_runs_on_the_gpu_pool(service: Service) -> None:
+    dataset = service.data / "prepared" / "digits"
+    if not (dataset / "CURRENT").exists():
+        pytest.skip("needs the prepared digits of the preparation test")
+    runs_dir = service.data / "runs-compare"
+    # A partial config: the deployment's two augmentations (shifts, rotate-zoom) are kept, and
+    # the run's own shifts replace the deployment's shifts field by field.
+    run_id = service.run_deployment(
+        "compare-augmentations/compare-augmentations",
+        config={
+            "name": "cmp",
+            "train": {"dataset": str(dataset), "epochs": 1, "runs_dir": str(runs_dir), "mlflow": False},
+            "augments": {"shifts": {"width_shift_range": 0.2}},
+        },
+    )
+    run = service.wait(run_id, timeout=600)
+    assert run["state_type"] == "COMPLETED", _fmt_logs(service, "cpu-worker", "gpu-worker")
+    trained = service.post("/flow_runs/filter", {"flow_runs": {"name": {"like_": "cmp-"}}})
+    assert sorted(r["name"] for r in trained) == ["cmp-none", "cmp-rotate-zoom", "cmp-shifts"]
+    deployment_id = service.deployment("train-model/train-model")["id"]
+    assert {r["deployment_id"] for r in trained} == {deployment_id}  # the gpu pool trained them
+    assert {r["state_type"] for r in trained} == {"COMPLETED"}
+    table = json.loads((runs_dir / "cmp" / "compare.json").read_text())
+    assert [row["variant"] for row in table["rows"]] == ["none", "shifts", "rotate-zoom"]
+    for variant in ("none", "shifts", "rotate-zoom"):
+        config = yaml.safe_load((runs_dir / "cmp" / variant / "config.yaml").read_text())
+        assert config["dataset"] == str(dataset) and config["epochs"] == 1
+        assert config["augment"]["rescale"] == pytest.approx(1 / 255)  # every variant's normalisation
+    shifts = yaml.safe_load((runs_dir / "cmp" / "shifts" / "config.yaml").read_text())["augment"]
+    assert shifts["width_shift_range"] == 0.2 and shifts["height_shift_range"] == 0.1
+    assert (runs_dir / "cmp" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "compare-cmp" in service.artifacts_of(run_id)
+
+
 def test_a_missing_dataset_fails_once_naming_the_folder(service: Service) -> None:
     runs_dir = service.data / "runs-missing"
     run_id = service.run_deployment(
@@ -388,36 +422,3 @@ def test_a_worker_with_a_wrong_home_fails_the_run_naming_it(service: Service, tm
     assert where in service.logs_of(run["id"], until=re.escape(where)) + str(run["state"]["message"])
     assert not (tmp_path / "p").exists()
 
-
-def test_compare_trains_its_variants_as_train_model_runs_on_the_gpu_pool(service: Service) -> None:
-    dataset = service.data / "prepared" / "digits"
-    if not (dataset / "CURRENT").exists():
-        pytest.skip("needs the prepared digits of the preparation test")
-    runs_dir = service.data / "runs-compare"
-    # A partial config: the deployment's two augmentations (shifts, rotate-zoom) are kept, and
-    # the run's own shifts replace the deployment's shifts field by field.
-    run_id = service.run_deployment(
-        "compare-augmentations/compare-augmentations",
-        config={
-            "name": "cmp",
-            "train": {"dataset": str(dataset), "epochs": 1, "runs_dir": str(runs_dir), "mlflow": False},
-            "augments": {"shifts": {"width_shift_range": 0.2}},
-        },
-    )
-    run = service.wait(run_id, timeout=600)
-    assert run["state_type"] == "COMPLETED", _fmt_logs(service, "cpu-worker", "gpu-worker")
-    trained = service.post("/flow_runs/filter", {"flow_runs": {"name": {"like_": "cmp-"}}})
-    assert sorted(r["name"] for r in trained) == ["cmp-none", "cmp-rotate-zoom", "cmp-shifts"]
-    deployment_id = service.deployment("train-model/train-model")["id"]
-    assert {r["deployment_id"] for r in trained} == {deployment_id}  # the gpu pool trained them
-    assert {r["state_type"] for r in trained} == {"COMPLETED"}
-    table = json.loads((runs_dir / "cmp" / "compare.json").read_text())
-    assert [row["variant"] for row in table["rows"]] == ["none", "shifts", "rotate-zoom"]
-    for variant in ("none", "shifts", "rotate-zoom"):
-        config = yaml.safe_load((runs_dir / "cmp" / variant / "config.yaml").read_text())
-        assert config["dataset"] == str(dataset) and config["epochs"] == 1
-        assert config["augment"]["rescale"] == pytest.approx(1 / 255)  # every variant's normalisation
-    shifts = yaml.safe_load((runs_dir / "cmp" / "shifts" / "config.yaml").read_text())["augment"]
-    assert shifts["width_shift_range"] == 0.2 and shifts["height_shift_range"] == 0.1
-    assert (runs_dir / "cmp" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "compare-cmp" in service.artifacts_of(run_id)
