@@ -178,8 +178,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.gpu or args.only != "digits":  # before TensorFlow's import: a missing folder is one line
         _mnist.require(args.mnist, hint=" (or --only digits)")
+    from pipeline.tf_import import import_tensorflow
+
+    tf = import_tensorflow()  # without TensorFlow's start-up lines
     import keras
-    import tensorflow as tf
 
     machine = {
         "cpus": os.cpu_count(),

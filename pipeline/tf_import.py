@@ -17,6 +17,7 @@ choice is refused rather than silently ignored.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -87,4 +88,12 @@ def import_tensorflow(gpus: Sequence[int] | None = None) -> ModuleType:
             if kept:
                 sys.stderr.write("".join(kept))
                 sys.stderr.flush()
+    # Each run builds its model afresh, so a process that trains several (augpipe compare, a test
+    # session) has Keras trace its predict step again per model, and TensorFlow warns about it:
+    # expected here, and not something the user can act on.
+    logging.getLogger("tensorflow").addFilter(_drop_retracing_warnings)
     return tensorflow
+
+
+def _drop_retracing_warnings(record: logging.LogRecord) -> bool:
+    return "triggered tf.function retracing" not in record.getMessage()

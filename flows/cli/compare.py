@@ -69,6 +69,9 @@ def compare_command(
     model: Annotated[str | None, typer.Option(help="A registered model (see `augpipe models`).")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Epochs of every run.")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Images per batch.")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="rmsprop, adam, adamw or sgd.")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Initial learning rate.")] = None,
+    lr_schedule: Annotated[str | None, typer.Option(help="constant, cosine or exponential.")] = None,
     seed: Annotated[
         int | None, typer.Option(help="Seed of every run (weights, order, augmentation).")
     ] = None,
@@ -101,6 +104,7 @@ def compare_command(
     quiet_tensorflow(verbose)
     train_given: dict[str, Any] = {
         "dataset": dataset, "model": model, "epochs": epochs, "batch_size": batch_size, "seed": seed,
+        "optimizer": optimizer, "learning_rate": learning_rate, "lr_schedule": lr_schedule,
         "workers": workers, "max_train_samples": max_train_samples,
         "runs_dir": None if runs_dir is None else str(runs_dir), "mlflow": False if no_mlflow else None,
     }  # fmt: skip
