@@ -165,7 +165,7 @@ class Augmenter:
         c = self.config
         _, h, w, ch = images.shape
         n = len(images) if rows is None else len(rows)
-        self._check_extras_fit(images.shape[1:])
+        out_h, out_w = self._check_extras_fit(images.shape[1:])
         cols = params.columns
         work = images
         if images.dtype not in (np.uint8, np.float32, np.float64):
@@ -178,6 +178,10 @@ class Augmenter:
             cols["flip_horizontal"], cols["flip_vertical"], h, w, c.keras_shift_axes,
         )  # fmt: skip
         replay = self._extras_plan(ch, params)
+        if n == 0:  # an empty batch (Keras's iterators can ask for one): its shape, nothing to do
+            if replay is False:
+                params.extras = []
+            return np.empty((0, out_h, out_w, ch), dtype)
         chunk = min(n, max(1, _CHUNK_BYTES // work[0].nbytes))
         # With extras, the pixel pass keeps the working dtype (uint8 rounded) for them; the
         # conversion to dtype and the scale come after.
@@ -371,9 +375,10 @@ class Augmenter:
         return self.stats
 
     # ---- internals ---------------------------------------------------------------------------------
-    def _check_extras_fit(self, image_shape: tuple[int, ...]) -> None:
+    def _check_extras_fit(self, image_shape: tuple[int, ...]) -> tuple[int, int]:
         """Refuse crops larger than the image here, where its size is first known: albumentations
-        would fail on the first image, after the batch's geometry was done."""
+        would fail on the first image, after the batch's geometry was done. Returns the (height,
+        width) the extras leave."""
         h, w = int(image_shape[0]), int(image_shape[1])
         where = ""
         for spec, transform in zip(self.config.extras, self._extras, strict=True):
@@ -387,6 +392,7 @@ class Augmenter:
                 )
             h, w = size  # the next extra sees the cropped image
             where = f" after extra {spec.name!r}"
+        return h, w
 
     def _extras_plan(self, channels: int, params: P.BatchParams) -> bool | None:
         """None without extras; otherwise whether they replay recorded draws (True) or draw (False)."""
@@ -394,7 +400,7 @@ class Augmenter:
             return None
         for e in self.config.extras:
             if pixel.needs_rgb(e.name) and channels != 3:
-                raise ValueError(
+                raise ConfigError(
                     f"extra {e.name!r} needs RGB images (3 channels), but got {channels} channel(s)"
                 )
         if params.extras:

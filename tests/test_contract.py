@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from pipeline import AugmentConfig, Augmenter, BatchParams
+from pipeline.errors import ConfigError
 from pipeline.functional.pixel import EXTRA_TRANSFORMS
 
 CROP = {"height": 64, "width": 80}
@@ -124,7 +125,7 @@ def test_transform_contract(name, dtype, photo_batch_u8, gray_batch_u8):
     # Grayscale: colour-only extras refuse it clearly; everything else keeps one channel.
     gray = gray_batch_u8.astype(dtype)
     if any(e.name in RGB_ONLY for e in cfg.extras):
-        with pytest.raises(ValueError, match=r"needs RGB images \(3 channels\), but got 1 channel"):
+        with pytest.raises(ConfigError, match=r"needs RGB images \(3 channels\), but got 1 channel"):
             aug.augment_batch(gray, idx)
     else:
         g = aug.transform_batch(gray, aug.draw(gray.shape[1:], idx))
