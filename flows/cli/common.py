@@ -100,6 +100,21 @@ PrefectOption = Annotated[
         "local API that ends with the command). Default: only when PREFECT_API_URL is set.",
     ),
 ]
+# Options of the commands that train (train, compare), spelled once.
+DatasetArgument = Annotated[
+    str | None,
+    typer.Argument(
+        help="A prepared dataset folder, or any source `augpipe prepare` accepts (default: digits)."
+    ),
+]
+ModelOption = Annotated[str | None, typer.Option(help="A registered model (see `augpipe models`).")]
+BatchSizeOption = Annotated[int | None, typer.Option(min=1, help="Images per batch.")]
+OptimizerOption = Annotated[str | None, typer.Option(help="rmsprop, adam, adamw or sgd.")]
+LearningRateOption = Annotated[float | None, typer.Option(help="Initial learning rate.")]
+LrScheduleOption = Annotated[str | None, typer.Option(help="constant, cosine or exponential.")]
+WorkersOption = Annotated[int | None, typer.Option(min=0, help="Augmentation processes (0: in-process).")]
+RunsDirOption = Annotated[Path | None, typer.Option(help="Where runs (and MLflow's store) go.")]
+NoMlflowOption = Annotated[bool, typer.Option("--no-mlflow", help="Do not record to MLflow.")]
 VerboseOption = Annotated[
     bool,
     typer.Option(

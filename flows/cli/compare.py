@@ -10,9 +10,18 @@ import typer
 from rich.text import Text
 
 from flows.cli.common import (
+    BatchSizeOption,
+    DatasetArgument,
     Display,
+    LearningRateOption,
+    LrScheduleOption,
+    ModelOption,
+    NoMlflowOption,
+    OptimizerOption,
     PrefectOption,
+    RunsDirOption,
     VerboseOption,
+    WorkersOption,
     as_flows,
     console,
     fail,
@@ -50,12 +59,7 @@ def augment_files(given: list[str]) -> dict[str, AugmentConfig]:
 
 
 def compare_command(
-    dataset: Annotated[
-        str | None,
-        typer.Argument(
-            help="A prepared dataset folder, or any source `augpipe prepare` accepts (default: digits)."
-        ),
-    ] = None,
+    dataset: DatasetArgument = None,
     augment: Annotated[
         list[str] | None,
         typer.Option(
@@ -66,23 +70,21 @@ def compare_command(
     name: Annotated[
         str | None, typer.Option(help="The comparison's folder under the runs folder (default: compare).")
     ] = None,
-    model: Annotated[str | None, typer.Option(help="A registered model (see `augpipe models`).")] = None,
+    model: ModelOption = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Epochs of every run.")] = None,
-    batch_size: Annotated[int | None, typer.Option(min=1, help="Images per batch.")] = None,
-    optimizer: Annotated[str | None, typer.Option(help="rmsprop, adam, adamw or sgd.")] = None,
-    learning_rate: Annotated[float | None, typer.Option(help="Initial learning rate.")] = None,
-    lr_schedule: Annotated[str | None, typer.Option(help="constant, cosine or exponential.")] = None,
+    batch_size: BatchSizeOption = None,
+    optimizer: OptimizerOption = None,
+    learning_rate: LearningRateOption = None,
+    lr_schedule: LrScheduleOption = None,
     seed: Annotated[
         int | None, typer.Option(help="Seed of every run (weights, order, augmentation).")
     ] = None,
-    workers: Annotated[
-        int | None, typer.Option(min=0, help="Augmentation processes (0: in-process).")
-    ] = None,
+    workers: WorkersOption = None,
     max_train_samples: Annotated[
         int | None, typer.Option(min=1, help="Train on a class-proportional sample of N training images.")
     ] = None,
-    runs_dir: Annotated[Path | None, typer.Option(help="Where runs (and MLflow's store) go.")] = None,
-    no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help="Do not record to MLflow.")] = False,
+    runs_dir: RunsDirOption = None,
+    no_mlflow: NoMlflowOption = False,
     local: Annotated[
         bool,
         typer.Option(

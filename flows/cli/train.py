@@ -9,9 +9,18 @@ import typer
 from rich.text import Text
 
 from flows.cli.common import (
+    BatchSizeOption,
+    DatasetArgument,
     Display,
+    LearningRateOption,
+    LrScheduleOption,
+    ModelOption,
+    NoMlflowOption,
+    OptimizerOption,
     PrefectOption,
+    RunsDirOption,
     VerboseOption,
+    WorkersOption,
     as_flows,
     console,
     fail,
@@ -30,29 +39,22 @@ if TYPE_CHECKING:
 
 
 def train_command(
-    dataset: Annotated[
-        str | None,
-        typer.Argument(
-            help="A prepared dataset folder, or any source `augpipe prepare` accepts (default: digits)."
-        ),
-    ] = None,
-    model: Annotated[str | None, typer.Option(help="A registered model (see `augpipe models`).")] = None,
+    dataset: DatasetArgument = None,
+    model: ModelOption = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Epochs.")] = None,
-    batch_size: Annotated[int | None, typer.Option(min=1, help="Images per batch.")] = None,
-    optimizer: Annotated[str | None, typer.Option(help="rmsprop, adam, adamw or sgd.")] = None,
-    learning_rate: Annotated[float | None, typer.Option(help="Initial learning rate.")] = None,
-    lr_schedule: Annotated[str | None, typer.Option(help="constant, cosine or exponential.")] = None,
+    batch_size: BatchSizeOption = None,
+    optimizer: OptimizerOption = None,
+    learning_rate: LearningRateOption = None,
+    lr_schedule: LrScheduleOption = None,
     augment: Annotated[
         Path | None, typer.Option(help="YAML file of ImageDataGenerator options for training batches.")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of weights, batch order and augmentation.")] = None,
-    workers: Annotated[
-        int | None, typer.Option(min=0, help="Augmentation processes (0: in-process).")
-    ] = None,
+    workers: WorkersOption = None,
     run_name: Annotated[
         str | None, typer.Option(help="Run folder name; an unfinished run of this name is resumed.")
     ] = None,
-    runs_dir: Annotated[Path | None, typer.Option(help="Where runs (and MLflow's store) go.")] = None,
+    runs_dir: RunsDirOption = None,
     early_stopping: Annotated[
         int | None, typer.Option(min=1, help="Stop after this many epochs without improvement.")
     ] = None,
@@ -92,7 +94,7 @@ def train_command(
     mlflow_uri: Annotated[
         str | None, typer.Option(help="MLflow tracking URI (default: SQLite under the runs folder).")
     ] = None,
-    no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help="Do not record to MLflow.")] = False,
+    no_mlflow: NoMlflowOption = False,
     config: Annotated[
         Path | None, typer.Option(help="YAML file of train options; command-line options override it.")
     ] = None,

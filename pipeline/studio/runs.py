@@ -117,30 +117,27 @@ def _is_run(folder: Path) -> bool:
     return (folder / CONFIG).is_file() or (folder / METRICS).is_file()
 
 
+def _subfolders(folder: Path) -> list[Path]:
+    """The folders directly in ``folder``, by name: not hidden, symlinks not followed; [] when it
+    cannot be read."""
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return []
+    return [Path(e.path) for e in entries if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)]
+
+
 def run_folders(runs_dir: Path) -> list[tuple[str, Path, str | None]]:
     """(name, folder, group) of every run: children of ``runs_dir``, and children of a group folder.
     Symlinks are not followed, hidden folders are skipped."""
     found: list[tuple[str, Path, str | None]] = []
-    if not runs_dir.is_dir():
-        return found
-    for entry in sorted(os.scandir(runs_dir), key=lambda e: e.name):
-        if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
-            continue
-        folder = Path(entry.path)
+    for folder in _subfolders(runs_dir):
         if _is_run(folder):
-            found.append((entry.name, folder, None))
+            found.append((folder.name, folder, None))
             continue
-        try:
-            children = sorted(os.scandir(folder), key=lambda e: e.name)
-        except OSError:
-            continue
-        for child in children:
-            if (
-                child.is_dir(follow_symlinks=False)
-                and not child.name.startswith(".")
-                and _is_run(Path(child.path))
-            ):
-                found.append((f"{entry.name}/{child.name}", Path(child.path), entry.name))
+        for child in _subfolders(folder):
+            if _is_run(child):
+                found.append((f"{folder.name}/{child.name}", child, folder.name))
         if len(found) >= MAX_RUNS:
             break
     return found[:MAX_RUNS]
@@ -340,25 +337,20 @@ class Comparison:
 def list_comparisons(runs_dir: Path) -> list[Comparison]:
     """Every comparison directly under ``runs_dir`` (a folder holding ``compare.json``), by name."""
     found: list[Comparison] = []
-    if not runs_dir.is_dir():
-        return found
-    for entry in sorted(os.scandir(runs_dir), key=lambda e: e.name):
-        if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
-            continue
-        folder = Path(entry.path)
+    for folder in _subfolders(runs_dir):
         record = _read_json(folder / COMPARE) if (folder / COMPARE).is_file() else None
         rows = record.get("rows") if record else None
         if record is None or not isinstance(rows, list):
             continue
         kept = [
-            {**row, "run": f"{entry.name}/{row['variant']}"}
+            {**row, "run": f"{folder.name}/{row['variant']}"}
             for row in rows
             if isinstance(row, dict) and isinstance(row.get("variant"), str)
         ]
         epochs = record.get("epochs")
         found.append(
             Comparison(
-                name=entry.name,
+                name=folder.name,
                 model=record.get("model") if isinstance(record.get("model"), str) else None,
                 dataset=record.get("dataset") if isinstance(record.get("dataset"), str) else None,
                 epochs=epochs if isinstance(epochs, int) else None,
